@@ -1,0 +1,179 @@
+"""``Agent``: configuration in one place, and the calls that run, resume and inspect its runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from agentkeel.core.events import RunResumed, RunStarted
+from agentkeel.core.state import RunState, replay
+from agentkeel.engine.driver import DriveConfig, Driver
+from agentkeel.errors import ConfigError, JournalError
+from agentkeel.models.base import Model
+from agentkeel.models.resolve import resolve_model
+from agentkeel.pricing import PriceTable
+from agentkeel.result import RunResult
+from agentkeel.stores.base import DEFAULT_LEASE_S, RunRow, Store
+from agentkeel.stores.open import open_store
+from agentkeel.tools.tool import Tool
+
+
+class Agent:
+    """An agent: a name, instructions, a model, tools and limits. Configuration only; runs live in the store.
+
+    >>> agent = Agent(name="support", instructions="...", model=ScriptedModel([...]), tools=[get_order_status])
+    >>> result = agent.run_sync("Where is order #1234?")
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        model: Model | str,
+        instructions: str = "",
+        tools: Sequence[Tool] = (),
+        max_steps: int = 25,
+        timeout: float | None = None,
+        store: Store | str | None = None,
+        prices: PriceTable | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        ref: str = "",
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError("Agent(name=...) must be a non-empty string: it names the agent's runs")
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ConfigError(f"agent {name!r}: max_steps must be a positive integer, not {max_steps!r}")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise ConfigError(f"agent {name!r}: timeout must be a positive number of seconds, not {timeout!r}")
+        if lease_s <= 0:
+            raise ConfigError(f"agent {name!r}: lease_s must be positive, not {lease_s!r}")
+        self.name = name
+        self.instructions = instructions
+        self.model = resolve_model(model)
+        self.tools = _index_tools(name, tools)
+        self.max_steps = max_steps
+        self.timeout = float(timeout) if timeout is not None else None
+        self.prices = prices or PriceTable()
+        self.lease_s = lease_s
+        self.ref = ref
+        """Where ``keel resume`` can load this agent from (``file.py:name``); set by ``keel run``."""
+        self._store_setting = store
+        self._store: Store | None = None
+
+    def __repr__(self) -> str:
+        return f"Agent(name={self.name!r}, model={self.model.name!r}, tools={list(self.tools)})"
+
+    @property
+    def store(self) -> Store:
+        """The store this agent's runs live in (opened on first use)."""
+        if self._store is None:
+            setting = self._store_setting
+            self._store = setting if setting is not None and not isinstance(setting, str) else open_store(setting)
+        return self._store
+
+    # -- running --------------------------------------------------------------------------------------------
+
+    async def run(self, task: str, *, deps: Any = None, run_id: str | None = None) -> RunResult:
+        """Run the agent on a task until it answers, fails, is cancelled or pauses for a person."""
+        if not isinstance(task, str) or not task.strip():
+            raise ConfigError(f"agent {self.name!r}: the task must be a non-empty string")
+        run_id = run_id or new_run_id()
+        owner = new_owner()
+        first = RunStarted(
+            at=time.time(), run_id=run_id, agent=self.name, task=task, model=self.model.name,
+            instructions=self.instructions, max_steps=self.max_steps, timeout_s=self.timeout,
+            tools=tuple(self.tools), agent_ref=self.ref,
+        )
+        state = replay([first])
+        await self.store.create_run(first, RunRow.of(state), owner=owner, lease_s=self.lease_s)
+        return RunResult.of(await self._driver(state, owner, deps).drive())
+
+    async def resume(self, run_id: str, *, deps: Any = None) -> RunResult:
+        """Continue a run whose process died (or that a person unpaused): nothing journaled happens again.
+
+        Raises ``RunBusy`` while another live process drives it.
+        """
+        state = replay(await self.store.load(run_id))
+        if state.terminal:
+            return RunResult.of(state)
+        self._check_fits(state)
+        owner = new_owner()
+        await self.store.acquire_lease(run_id, owner, self.lease_s)
+        try:
+            state = replay(await self.store.load(run_id))  # what the last driver wrote before it let go
+            if state.terminal or (state.status == "paused" and state.attention):
+                return RunResult.of(state)
+            resumed = RunResumed(at=time.time(), owner=owner)
+            after = state.last_seq
+            state.apply(resumed)
+            await self.store.append(run_id, owner, after, [resumed], RunRow.of(state))
+        except BaseException:
+            await self.store.release_lease(run_id, owner)
+            raise
+        return RunResult.of(await self._driver(state, owner, deps).drive())
+
+    def run_sync(self, task: str, *, deps: Any = None, run_id: str | None = None) -> RunResult:
+        """``run`` for scripts: runs its own event loop."""
+        return asyncio.run(self.run(task, deps=deps, run_id=run_id))
+
+    def resume_sync(self, run_id: str, *, deps: Any = None) -> RunResult:
+        return asyncio.run(self.resume(run_id, deps=deps))
+
+    async def state(self, run_id: str) -> RunState:
+        """A run's state, rebuilt from its journal."""
+        return replay(await self.store.load(run_id))
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _driver(self, state: RunState, owner: str, deps: Any) -> Driver:
+        config = DriveConfig(
+            instructions=state.instructions,
+            model=self.model,
+            tools=self.tools,
+            schemas=tuple(t.schema for t in self.tools.values()),
+            prices=self.prices,
+            lease_s=self.lease_s,
+            deps=deps,
+        )
+        return Driver(config=config, store=self.store, state=state, owner=owner)
+
+    def _check_fits(self, state: RunState) -> None:
+        """A run resumes only with an agent that has every tool it called."""
+        if state.agent != self.name:
+            raise JournalError(
+                f"run {state.run_id} belongs to agent {state.agent!r}, not {self.name!r}: resume it with that agent"
+            )
+        missing = sorted({call.name for call in state.calls.values()} - set(self.tools))
+        if missing:
+            raise JournalError(
+                f"run {state.run_id} called tool(s) {', '.join(missing)}, which agent {self.name!r} no longer has: "
+                "resume it with an agent that has them"
+            )
+
+
+def _index_tools(agent: str, tools: Sequence[Tool]) -> dict[str, Tool]:
+    if isinstance(tools, Tool) or not isinstance(tools, Sequence):
+        raise ConfigError(f"agent {agent!r}: tools must be a list of tools, e.g. tools=[get_order_status]")
+    indexed: dict[str, Tool] = {}
+    for item in tools:
+        if not isinstance(item, Tool):
+            what = getattr(item, "__name__", repr(item))
+            raise ConfigError(f"agent {agent!r}: {what} is not a tool; decorate it with @tool")
+        if item.name in indexed:
+            raise ConfigError(f"agent {agent!r}: two tools are named {item.name!r}; tool names must be unique")
+        indexed[item.name] = item
+    return indexed
+
+
+def new_run_id() -> str:
+    """Sortable by creation time, unique across processes: 11 hex digits of milliseconds, 6 random."""
+    return f"{int(time.time() * 1000):011x}{secrets.token_hex(3)}"
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"

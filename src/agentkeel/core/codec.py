@@ -1,0 +1,27 @@
+"""Events to JSON and back, for stores that keep bytes. One schema for every backend."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from agentkeel.core.events import Event
+from agentkeel.errors import JournalError
+
+_EVENT: TypeAdapter[Event] = TypeAdapter(Annotated[Event, Field(discriminator="kind")])
+
+
+def encode_event(event: Event) -> bytes:
+    return _EVENT.dump_json(event)
+
+
+def decode_event(data: bytes | str, *, run_id: str = "", seq: int = 0) -> Event:
+    try:
+        return _EVENT.validate_json(data)
+    except ValidationError as exc:
+        where = f"run {run_id}, event {seq}: " if run_id else ""
+        raise JournalError(
+            f"{where}the journal holds an event this version of agentkeel cannot read ({exc.error_count()} "
+            f"problems, first: {exc.errors()[0]['msg']}). Was it written by a newer version?"
+        ) from exc

@@ -1,0 +1,90 @@
+"""The engine's decisions: given a run's state, what happens next.
+
+``next_action`` is a pure function of the journaled state (and of how long the run has been driven, which the
+runner measures): it performs nothing. The runner performs the action, journals its outcome, folds the new
+events into the state and asks again. This is what makes a run resumable: a fresh process replays the journal
+and asks the same question.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agentkeel.core.messages import ModelResponse
+from agentkeel.core.state import CallRecord, RunState
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallModel:
+    """Ask the model for step ``step``."""
+
+    step: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecoverCalls:
+    """Calls that started and never finished (the driver died): resolve each by its tool's contract."""
+
+    calls: tuple[CallRecord, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Finish:
+    """End the run."""
+
+    status: str
+    reason: str = ""
+    output: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Wait:
+    """Nothing to do until a person acts: the run stays paused."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Done:
+    """The run has already ended."""
+
+
+Action = CallModel | RecoverCalls | Finish | Wait | Done
+
+
+def next_action(state: RunState, *, driven_s: float) -> Action:
+    """What the run does next. ``driven_s`` is the time it has been driven so far, this process included."""
+    if state.terminal:
+        return Done()
+    if state.status == "paused" and state.attention:
+        return Wait(reason=state.reason, detail=state.detail)
+    interrupted = state.in_flight
+    if interrupted:
+        return RecoverCalls(calls=tuple(interrupted))
+    if state.timeout_s is not None and driven_s >= state.timeout_s:
+        return Finish(
+            status="failed",
+            reason="timeout",
+            output=state.last_model_text,
+            error=f"the run was driven for {driven_s:.1f}s, past its limit of {state.timeout_s:g}s "
+            "(Agent(timeout=...))",
+        )
+    if state.steps_completed >= state.max_steps:
+        return Finish(
+            status="failed",
+            reason="max_steps_exceeded",
+            output=state.last_model_text,
+            error=f"the agent took {state.steps_completed} steps without a final answer, its limit "
+            f"(Agent(max_steps={state.max_steps})); read the run with `keel show {state.run_id}` to see where "
+            "it went round",
+        )
+    return CallModel(step=state.steps_completed + 1)
+
+
+def finish_if_answered(response: ModelResponse) -> Finish | None:
+    """A response without tool calls is the agent's final answer."""
+    if response.tool_calls:
+        return None
+    return Finish(status="completed", output=response.text)

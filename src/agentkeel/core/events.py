@@ -1,0 +1,215 @@
+"""The journal's events: small frozen records, appended in order, never changed.
+
+A run *is* its journal. Each event is keyed by (run id, sequence number) in the store; the engine rebuilds the
+conversation and the state from them without calling any model or tool (see ``state.py``).
+
+Ordering rules the engine keeps (and the crash tests check):
+
+* ``ModelResponded`` is committed together with the ``ToolCallStarted`` events of the calls it asked for (and
+  with ``ToolCallFinished`` for calls rejected before they ran: unknown tool, invalid arguments), so the intent
+  to call a tool is durable *before* the tool runs.
+* ``ToolCallFinished`` is committed before the next model call.
+* A run's last event is ``RunEnded``; nothing is appended after it.
+
+Times (``at``) are seconds since the epoch, supplied by the runner: the core reads no clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agentkeel.core.messages import ModelResponse
+
+RunStatus = Literal["running", "paused", "completed", "failed", "cancelled"]
+"""Where a run stands. ``paused``, ``failed`` and ``cancelled`` always come with a reason."""
+
+TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+FailureKind = Literal[
+    "unknown_tool",
+    "invalid_arguments",
+    "timeout",
+    "exception",
+    "tool_error",
+    "skipped",
+    "disabled",
+]
+"""Why a tool call did not produce a result."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolFailure:
+    """What went wrong in a tool call, for the operator (the model gets ``ToolCallFinished.content``)."""
+
+    kind: FailureKind
+    message: str
+    """One line, the same sentence the model was given."""
+    exception_type: str = ""
+    """The qualified name of the exception, when one was raised."""
+    traceback: str = ""
+    """The full traceback: journal and traces only, never the model."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunStarted:
+    """The first event of every run: the task and the configuration it runs under."""
+
+    kind: Literal["run_started"] = "run_started"
+    at: float
+    run_id: str
+    agent: str
+    """The agent's name."""
+    task: str
+    """The original task, verbatim."""
+    model: str
+    """The model as configured (``provider:name``)."""
+    instructions: str = ""
+    max_steps: int = 25
+    timeout_s: float | None = None
+    """The wall-clock limit on the time the run is driven (summed over resumes), if any."""
+    tools: tuple[str, ...] = ()
+    """The names of the tools the agent had; a resume with a different tool set is refused."""
+    agent_ref: str = ""
+    """Where to load the agent from (``path/to/file.py:name`` or ``module:name``), so ``keel resume`` can."""
+    parent_id: str | None = None
+    """The run that started this one (subagents)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelResponded:
+    """A model call that returned. Its response is never requested again."""
+
+    kind: Literal["model_responded"] = "model_responded"
+    at: float
+    step: int
+    """The step this response opens (1-based): one model turn and the tool calls it asked for."""
+    response: ModelResponse
+    latency_s: float = 0.0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolCallStarted:
+    """The intent to run a validated tool call, committed before the tool runs."""
+
+    kind: Literal["tool_call_started"] = "tool_call_started"
+    at: float
+    call: str
+    """The call's id in this run: ``"<step>.<index>"`` (what ``keel resolve`` takes)."""
+    tool_call_id: str
+    """The provider's id for the call."""
+    name: str
+    arguments: dict[str, Any]
+    """The arguments after validation (JSON values)."""
+    idempotency_key: str
+    """Stable for this call across retries and resumes."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolCallRetrying:
+    """A transient failure of one attempt; another attempt follows after ``delay_s``."""
+
+    kind: Literal["tool_call_retrying"] = "tool_call_retrying"
+    at: float
+    call: str
+    attempt: int
+    """The attempt that failed (1-based)."""
+    error: ToolFailure
+    delay_s: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolCallFinished:
+    """A tool call's outcome: a result, or a failure the model can act on."""
+
+    kind: Literal["tool_call_finished"] = "tool_call_finished"
+    at: float
+    call: str
+    tool_call_id: str
+    name: str
+    content: str
+    """What the model reads: the result as text, or an actionable error message."""
+    result: Any = None
+    """The tool's return value as JSON (``None`` on failure)."""
+    error: ToolFailure | None = None
+    attempts: int = 1
+    latency_s: float = 0.0
+    resolved_by: str = ""
+    """Set when a person supplied the outcome of an interrupted call (``keel resolve``)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CallRetryAuthorized:
+    """A person decided that an interrupted call may run again (``keel resolve --retry``)."""
+
+    kind: Literal["call_retry_authorized"] = "call_retry_authorized"
+    at: float
+    call: str
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NoteWritten:
+    """The agent's scratchpad: notes survive compaction and resume."""
+
+    kind: Literal["note_written"] = "note_written"
+    at: float
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunPaused:
+    """The run waits for a person; the driving process may exit."""
+
+    kind: Literal["run_paused"] = "run_paused"
+    at: float
+    reason: str
+    """``needs_attention``, ``awaiting_approval``, ..."""
+    detail: str = ""
+    """A sentence for the operator: what is needed and the command that gives it."""
+    calls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunResumed:
+    """A process took the run over (after a crash, or after a pause was resolved)."""
+
+    kind: Literal["run_resumed"] = "run_resumed"
+    at: float
+    owner: str
+    """Who drives it now (host and process)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunEnded:
+    """The last event of a run."""
+
+    kind: Literal["run_ended"] = "run_ended"
+    at: float
+    status: Literal["completed", "failed", "cancelled"]
+    reason: str = ""
+    """Empty for ``completed``; otherwise a stable token (``max_steps_exceeded``, ``timeout``, ...)."""
+    output: str = ""
+    """The agent's final answer (also the partial answer of a failed run, when there is one)."""
+    error: str = ""
+    """A sentence for the operator: what limit, what value, what to do."""
+    by: str = ""
+    """Who ended it, for cancellations."""
+
+
+Event = (
+    RunStarted
+    | ModelResponded
+    | ToolCallStarted
+    | ToolCallRetrying
+    | ToolCallFinished
+    | CallRetryAuthorized
+    | NoteWritten
+    | RunPaused
+    | RunResumed
+    | RunEnded
+)
+"""Any journal event. The ``kind`` field discriminates them in JSON."""
+

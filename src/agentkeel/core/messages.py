@@ -1,0 +1,122 @@
+"""The provider-neutral conversation: what goes to a model and what comes back.
+
+Every provider adapter translates to and from these dataclasses, so the engine never knows which model it
+talks to. Messages carry a ``kind`` discriminator so that they round-trip through JSON in the journal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+StopReason = Literal["end_turn", "tool_use", "max_tokens", "stop_sequence", "content_filter", "other"]
+"""Why the model stopped: it finished its turn, it asked for tools, it ran out of output tokens, ..."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Usage:
+    """Tokens a model call consumed, as the provider reported them."""
+
+    input_tokens: int = 0
+    """Prompt tokens, cache reads and writes included."""
+    output_tokens: int = 0
+    """Completion tokens."""
+    cache_read_tokens: int = 0
+    """Prompt tokens served from the provider's cache (a subset of ``input_tokens``)."""
+    cache_write_tokens: int = 0
+    """Prompt tokens written to the provider's cache (a subset of ``input_tokens``)."""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolCall:
+    """One call the model asked for. A response may hold several."""
+
+    id: str
+    """The provider's id for the call; the tool result must quote it back."""
+    name: str
+    """The tool's name, exactly as the model wrote it (it may not exist)."""
+    arguments: dict[str, Any] | str = field(default_factory=dict)
+    """Parsed arguments, or the raw JSON text when the provider sends text (it may be malformed)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UserMessage:
+    """Text from the person or system that gave the task."""
+
+    kind: Literal["user"] = "user"
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AssistantMessage:
+    """What the model said: text, tool calls, or both."""
+
+    kind: Literal["assistant"] = "assistant"
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolResultMessage:
+    """The outcome of one tool call, as the model will read it."""
+
+    kind: Literal["tool_result"] = "tool_result"
+    call_id: str
+    """The id of the :class:`ToolCall` this answers."""
+    name: str
+    """The tool's name, as the model called it."""
+    content: str
+    """The result serialised as text (JSON for structured results), or an actionable error message."""
+    is_error: bool = False
+
+
+Message = UserMessage | AssistantMessage | ToolResultMessage
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolSchema:
+    """How a tool is described to a model."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    """A JSON schema (an object) for the arguments."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelRequest:
+    """Everything a model needs for one turn."""
+
+    instructions: str
+    """The system prompt."""
+    messages: tuple[Message, ...]
+    tools: tuple[ToolSchema, ...] = ()
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelResponse:
+    """One turn of the model."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    stop_reason: StopReason = "end_turn"
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+    """The model that answered, as the provider names it."""
+
+    def as_message(self) -> AssistantMessage:
+        return AssistantMessage(text=self.text, tool_calls=self.tool_calls)

@@ -1,0 +1,256 @@
+"""``RunState``: everything known about a run, derived from its journal by a fold.
+
+``replay(events)`` rebuilds the state from nothing; ``state.apply(event)`` moves it one event forward. The
+fold calls no model, runs no tool and reads no clock, so replaying a journal is deterministic and cheap.
+
+Status transitions (the only ones allowed; any other is a corrupt or diverging journal):
+
+    running   -> paused | completed | failed | cancelled | running (a resume after a crash)
+    paused    -> running (resumed) | completed | failed | cancelled
+    completed, failed, cancelled: terminal
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Any, Literal
+
+from agentkeel.core.events import (
+    TERMINAL_STATUSES,
+    CallRetryAuthorized,
+    Event,
+    ModelResponded,
+    NoteWritten,
+    RunEnded,
+    RunPaused,
+    RunResumed,
+    RunStarted,
+    RunStatus,
+    ToolCallFinished,
+    ToolCallRetrying,
+    ToolCallStarted,
+)
+from agentkeel.core.messages import Message, ToolResultMessage, Usage, UserMessage
+from agentkeel.errors import JournalError
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "running": frozenset({"running", "paused", "completed", "failed", "cancelled"}),
+    "paused": frozenset({"running", "completed", "failed", "cancelled"}),
+    "completed": frozenset(),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+}
+
+CallStatus = Literal["started", "finished"]
+
+
+@dataclass(kw_only=True, slots=True)
+class CallRecord:
+    """One tool call of the run, as the journal tells it."""
+
+    call: str
+    """``"<step>.<index>"``."""
+    tool_call_id: str
+    name: str
+    arguments: dict[str, object]
+    idempotency_key: str
+    status: CallStatus = "started"
+    attempts: int = 0
+    """Failed attempts journaled so far (``ToolCallRetrying``)."""
+    retry_authorized: bool = False
+    """A person allowed an interrupted call to run again."""
+    finished: ToolCallFinished | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class RunState:
+    """A run as its journal tells it. Built only by :func:`replay` and :meth:`apply`."""
+
+    run_id: str
+    agent: str
+    task: str
+    """The original task, verbatim."""
+    model: str
+    instructions: str
+    max_steps: int
+    timeout_s: float | None
+    tools: tuple[str, ...]
+    agent_ref: str
+    parent_id: str | None
+    status: RunStatus = "running"
+    reason: str = ""
+    """Why the run is paused, failed or cancelled (empty while running and once completed)."""
+    detail: str = ""
+    """A sentence for the operator about the status: the pause's request, the failure's figures."""
+    output: str = ""
+    steps_completed: int = 0
+    """Model turns taken (each turn and the tool calls it asked for is one step)."""
+    notes: dict[str, str] = field(default_factory=dict)
+    messages: list[Message] = field(default_factory=list)
+    """The conversation as the model sees it, rebuilt from the journal."""
+    calls: dict[str, CallRecord] = field(default_factory=dict)
+    attention: tuple[str, ...] = ()
+    """Calls a person must resolve before the run can go on (``paused(needs_attention)``)."""
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    model_calls: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
+    started_at: float = 0.0
+    updated_at: float = 0.0
+    active_s: float = 0.0
+    """Seconds the run has been driven, summed over every process that drove it."""
+    segment_start: float = 0.0
+    last_seq: int = 0
+    """The sequence number of the last event applied (the journal's length)."""
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def in_flight(self) -> list[CallRecord]:
+        """Calls that started and have no outcome: after a crash, these are the ones to resolve."""
+        return [c for c in self.calls.values() if c.status == "started"]
+
+    @property
+    def last_model_text(self) -> str:
+        for message in reversed(self.messages):
+            if message.kind == "assistant" and message.text:
+                return message.text
+        return ""
+
+    def apply(self, event: Event) -> None:
+        """Move the state one event forward."""
+        if self.terminal:
+            raise JournalError(f"run {self.run_id}: event {event.kind!r} after the run ended ({self.status})")
+        self.last_seq += 1
+        self.updated_at = event.at
+        if event.kind != "run_resumed":  # the gap before a resume was nobody's driving time
+            self.active_s += max(0.0, event.at - self.segment_start)
+        self.segment_start = event.at
+        _APPLY[event.kind](self, event)
+
+    def _to(self, status: RunStatus, reason: str = "", detail: str = "") -> None:
+        if status not in TRANSITIONS[self.status]:
+            raise JournalError(f"run {self.run_id}: status cannot go from {self.status} to {status}")
+        self.status, self.reason, self.detail = status, reason, detail
+
+
+def replay(events: list[Event] | tuple[Event, ...]) -> RunState:
+    """Rebuild a run's state from its journal."""
+    if not events or events[0].kind != "run_started":
+        raise JournalError("a journal must begin with run_started")
+    first = events[0]
+    assert isinstance(first, RunStarted)
+    state = RunState(
+        run_id=first.run_id,
+        agent=first.agent,
+        task=first.task,
+        model=first.model,
+        instructions=first.instructions,
+        max_steps=first.max_steps,
+        timeout_s=first.timeout_s,
+        tools=first.tools,
+        agent_ref=first.agent_ref,
+        parent_id=first.parent_id,
+        started_at=first.at,
+        updated_at=first.at,
+        segment_start=first.at,
+        last_seq=1,
+        messages=[UserMessage(text=first.task)],
+    )
+    for event in events[1:]:
+        state.apply(event)
+    return state
+
+
+def _model_responded(state: RunState, event: ModelResponded) -> None:
+    state.steps_completed = event.step
+    state.model_calls += 1
+    state.usage = state.usage + event.response.usage
+    state.cost_usd += event.cost_usd
+    state.messages.append(event.response.as_message())
+
+
+def _tool_call_started(state: RunState, event: ToolCallStarted) -> None:
+    state.tool_calls += 1
+    state.calls[event.call] = CallRecord(
+        call=event.call,
+        tool_call_id=event.tool_call_id,
+        name=event.name,
+        arguments=event.arguments,
+        idempotency_key=event.idempotency_key,
+    )
+
+
+def _tool_call_retrying(state: RunState, event: ToolCallRetrying) -> None:
+    record = state.calls.get(event.call)
+    if record is None:
+        raise JournalError(f"run {state.run_id}: retry of call {event.call}, which never started")
+    record.attempts = event.attempt
+
+
+def _tool_call_finished(state: RunState, event: ToolCallFinished) -> None:
+    record = state.calls.get(event.call)
+    if record is None:  # rejected before it could start: unknown tool, invalid arguments
+        state.tool_calls += 1
+    else:
+        if record.status == "finished":
+            raise JournalError(f"run {state.run_id}: call {event.call} finished twice")
+        record.status, record.finished = "finished", event
+    if event.error is not None:
+        state.tool_errors += 1
+    state.messages.append(
+        ToolResultMessage(
+            call_id=event.tool_call_id, name=event.name, content=event.content, is_error=event.error is not None
+        )
+    )
+    if event.call in state.attention:
+        state.attention = tuple(c for c in state.attention if c != event.call)
+
+
+def _call_retry_authorized(state: RunState, event: CallRetryAuthorized) -> None:
+    record = state.calls.get(event.call)
+    if record is None or record.status != "started":
+        raise JournalError(f"run {state.run_id}: retry authorised for call {event.call}, which is not interrupted")
+    record.retry_authorized = True
+    state.attention = tuple(c for c in state.attention if c != event.call)
+
+
+def _note_written(state: RunState, event: NoteWritten) -> None:
+    state.notes[event.key] = event.value
+
+
+def _run_paused(state: RunState, event: RunPaused) -> None:
+    state._to("paused", event.reason, event.detail)
+    if event.reason == "needs_attention":
+        state.attention = event.calls
+
+
+def _run_resumed(state: RunState, event: RunResumed) -> None:
+    state._to("running")
+
+
+def _run_ended(state: RunState, event: RunEnded) -> None:
+    state._to(event.status, event.reason, event.error)
+    state.output = event.output
+
+
+def _run_started(state: RunState, event: RunStarted) -> None:
+    raise JournalError(f"run {state.run_id}: a second run_started")
+
+
+_APPLY: dict[str, Callable[[RunState, Any], None]] = {
+    "run_started": _run_started,
+    "model_responded": _model_responded,
+    "tool_call_started": _tool_call_started,
+    "tool_call_retrying": _tool_call_retrying,
+    "tool_call_finished": _tool_call_finished,
+    "call_retry_authorized": _call_retry_authorized,
+    "note_written": _note_written,
+    "run_paused": _run_paused,
+    "run_resumed": _run_resumed,
+    "run_ended": _run_ended,
+}

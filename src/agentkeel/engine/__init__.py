@@ -1,0 +1,1 @@
+"""The engine: drives runs by performing the core's decisions and journaling their outcomes."""

@@ -1,0 +1,290 @@
+"""The driver: performs the core's decisions for one run and journals every outcome before moving on.
+
+The loop is ``next_action(state)`` → perform → ``commit(events)`` → fold the events into the state. A commit
+goes to the store first and to the state second, so the state never holds what the journal does not. Commits
+per step: the model's response together with the intents of the calls it asked for, then each call's outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentkeel.core.decide import CallModel, Done, Finish, RecoverCalls, Wait, finish_if_answered, next_action
+from agentkeel.core.events import (
+    Event,
+    ModelResponded,
+    RunEnded,
+    RunPaused,
+    ToolCallFinished,
+    ToolCallRetrying,
+    ToolCallStarted,
+    ToolFailure,
+)
+from agentkeel.core.messages import ModelRequest, ModelResponse, ToolCall, ToolSchema
+from agentkeel.core.state import CallRecord, RunState
+from agentkeel.engine.tool_runner import ToolOutcome, result_text, run_tool
+from agentkeel.errors import ModelError
+from agentkeel.models.base import Model
+from agentkeel.pricing import PriceTable
+from agentkeel.stores.base import CancelRequest, RunRow, Store
+from agentkeel.tools.tool import Reconciled, Tool, ToolContext
+from agentkeel.tools.validate import ValidCall, validate_call
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DriveConfig:
+    """What the driver needs from the agent."""
+
+    instructions: str
+    model: Model
+    tools: Mapping[str, Tool]
+    schemas: tuple[ToolSchema, ...]
+    prices: PriceTable
+    lease_s: float
+    deps: Any = None
+
+
+class Driver:
+    """Drives one run to its end or to a pause. Holds the run's lease while it does."""
+
+    def __init__(self, *, config: DriveConfig, store: Store, state: RunState, owner: str) -> None:
+        self._config = config
+        self._store = store
+        self.state = state
+        self._owner = owner
+        self._cancel: CancelRequest | None = None
+        self._drive_start = time.monotonic()
+        self._active_before = state.active_s
+
+    async def drive(self) -> RunState:
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            while True:
+                action = next_action(self.state, driven_s=self._driven_s())
+                if isinstance(action, (Done, Wait)):
+                    return self.state
+                if isinstance(action, Finish):
+                    await self._end(action.status, action.reason, action.output, action.error)  # type: ignore[arg-type]
+                    return self.state
+                if isinstance(action, RecoverCalls):
+                    await self._recover(action.calls)
+                elif isinstance(action, CallModel):
+                    await self._step(action.step)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(BaseException):
+                await heartbeat
+            with contextlib.suppress(Exception):
+                await self._store.release_lease(self.state.run_id, self._owner)
+
+    # -- steps ----------------------------------------------------------------------------------------------
+
+    async def _step(self, step: int) -> None:
+        if self._cancel is not None:
+            await self._end_cancelled()
+            return
+        request = ModelRequest(
+            instructions=self._config.instructions, messages=tuple(self.state.messages), tools=self._config.schemas
+        )
+        started = time.perf_counter()
+        remaining = self._remaining_s()
+        try:
+            async with asyncio.timeout(remaining):
+                response = await self._config.model.respond(request)
+        except TimeoutError:
+            if remaining is not None and self._remaining_s() == 0.0:
+                return  # the next decision ends the run failed(timeout)
+            await self._end("failed", "model_error", self.state.last_model_text, "the model call timed out")
+            return
+        except ModelError as exc:
+            await self._end("failed", "model_error", self.state.last_model_text, f"the model failed: {exc.message}")
+            return
+        except Exception as exc:  # a provider's own exception, or a bug in a user's model
+            await self._end(
+                "failed", "model_error", self.state.last_model_text, f"the model raised {type(exc).__name__}: {exc}"
+            )
+            return
+        if not isinstance(response, ModelResponse):
+            await self._end(
+                "failed", "model_error", "", f"the model returned {type(response).__name__}, not a ModelResponse"
+            )
+            return
+        now = time.time()
+        cost = self._config.prices.cost(self._config.model.name, response.usage)
+        events: list[Event] = [
+            ModelResponded(at=now, step=step, response=response, latency_s=time.perf_counter() - started, cost_usd=cost)
+        ]
+        answered = finish_if_answered(response)
+        if answered is not None:
+            events.append(RunEnded(at=now, status="completed", output=answered.output))
+            await self._commit(events)
+            return
+        runnable = self._plan_calls(step, response.tool_calls, events, now)
+        await self._commit(events)
+        await self._execute(runnable)
+
+    def _plan_calls(
+        self, step: int, calls: Sequence[ToolCall], events: list[Event], now: float
+    ) -> list[tuple[str, ToolCall, ValidCall, str]]:
+        """Validate each call: a valid one is journaled as started, an invalid one as finished with its error."""
+        runnable: list[tuple[str, ToolCall, ValidCall, str]] = []
+        for index, call in enumerate(calls, start=1):
+            call_id = f"{step}.{index}"
+            checked = validate_call(call, self._config.tools)
+            if isinstance(checked, ToolFailure):
+                events.append(
+                    ToolCallFinished(
+                        at=now, call=call_id, tool_call_id=call.id, name=call.name, content=checked.message,
+                        error=checked, attempts=0,
+                    )
+                )
+                continue
+            key = f"{self.state.run_id}:{call_id}"
+            events.append(
+                ToolCallStarted(
+                    at=now, call=call_id, tool_call_id=call.id, name=call.name, arguments=checked.json_arguments,
+                    idempotency_key=key,
+                )
+            )
+            runnable.append((call_id, call, checked, key))
+        return runnable
+
+    async def _execute(self, runnable: list[tuple[str, ToolCall, ValidCall, str]]) -> None:
+        if len(runnable) > 1 and all(valid.tool.effect == "read" for _, _, valid, _ in runnable):
+            await asyncio.gather(*(self._run_call(c, tc.id, v, k, attempt=1) for c, tc, v, k in runnable))
+            return
+        for call_id, call, valid, key in runnable:
+            await self._run_call(call_id, call.id, valid, key, attempt=1)
+
+    async def _run_call(self, call_id: str, tool_call_id: str, valid: ValidCall, key: str, *, attempt: int) -> None:
+        if self._cancel is not None:
+            failure = ToolFailure(kind="skipped", message=f"{valid.tool.name} was not run: the run was cancelled.")
+            outcome = ToolOutcome(content=failure.message, failure=failure, attempts=0)
+        else:
+            ctx = ToolContext(
+                run_id=self.state.run_id, call=call_id, idempotency_key=key, attempt=attempt,
+                agent=self.state.agent, deps=self._config.deps,
+            )
+
+            async def journal_retry(failed_attempt: int, failure: ToolFailure, delay: float) -> None:
+                await self._commit(
+                    [ToolCallRetrying(at=time.time(), call=call_id, attempt=failed_attempt, error=failure, delay_s=delay)]
+                )
+
+            outcome = await run_tool(valid, ctx, on_retry=journal_retry)
+        await self._commit([_finished(call_id, tool_call_id, valid.tool.name, outcome)])
+
+    # -- recovery after a crash -----------------------------------------------------------------------------
+
+    async def _recover(self, calls: tuple[CallRecord, ...]) -> None:
+        """Resolve interrupted calls by their tools' contracts; pause for a person where none applies."""
+        attention: list[str] = []
+        for record in calls:
+            tool = self._config.tools[record.name]
+            valid = ValidCall(
+                tool=tool, arguments=tool.arguments.model_validate(record.arguments), json_arguments=record.arguments
+            )
+            if record.retry_authorized or tool.safe_to_repeat:
+                await self._run_call(
+                    record.call, record.tool_call_id, valid, record.idempotency_key, attempt=record.attempts + 1
+                )
+                continue
+            if tool.reconcile_fn is not None:
+                found = await self._reconcile(tool, record, valid)
+                if isinstance(found, Reconciled) and found.happened:
+                    outcome = ToolOutcome(content=result_text(found.result), result=found.result, attempts=0)
+                    await self._commit([_finished(record.call, record.tool_call_id, tool.name, outcome)])
+                    continue
+                if isinstance(found, Reconciled):
+                    await self._run_call(
+                        record.call, record.tool_call_id, valid, record.idempotency_key, attempt=record.attempts + 1
+                    )
+                    continue
+            attention.append(record.call)
+        if attention:
+            listed = ", ".join(f"{c} ({self.state.calls[c].name})" for c in attention)
+            detail = (
+                f"interrupted write call(s) {listed} may or may not have taken effect. Check, then run "
+                f"`keel resolve {self.state.run_id} CALL --result JSON` (it happened), `--retry` (run it again) "
+                "or `--skip` (tell the agent it did not run)"
+            )
+            await self._commit(
+                [RunPaused(at=time.time(), reason="needs_attention", detail=detail, calls=tuple(attention))]
+            )
+
+    async def _reconcile(self, tool: Tool, record: CallRecord, valid: ValidCall) -> Reconciled | None:
+        hook = tool.reconcile_fn
+        assert hook is not None
+        ctx = ToolContext(
+            run_id=self.state.run_id, call=record.call, idempotency_key=record.idempotency_key,
+            attempt=record.attempts + 1, agent=self.state.agent, deps=self._config.deps,
+        )
+        args = (ctx,) if tool.takes_ctx else ()
+        try:
+            found = hook(*args, **dict(valid.arguments))
+            if asyncio.iscoroutine(found):
+                found = await found
+        except Exception:
+            return None  # a person decides
+        return found if isinstance(found, Reconciled) else None
+
+    # -- journal --------------------------------------------------------------------------------------------
+
+    async def _commit(self, events: list[Event]) -> None:
+        state = self.state
+        after = state.last_seq
+        for event in events:
+            state.apply(event)
+        try:
+            cancel = await self._store.append(state.run_id, self._owner, after, events, RunRow.of(state))
+        except BaseException:
+            # The state ran ahead of the journal; nothing may act on it. Callers get the error.
+            raise
+        if cancel is not None and self._cancel is None:
+            self._cancel = cancel
+
+    async def _end(self, status: str, reason: str, output: str, error: str) -> None:
+        await self._commit(
+            [RunEnded(at=time.time(), status=status, reason=reason, output=output, error=error)]  # type: ignore[arg-type]
+        )
+
+    async def _end_cancelled(self) -> None:
+        cancel = self._cancel
+        assert cancel is not None
+        await self._commit(
+            [
+                RunEnded(
+                    at=time.time(), status="cancelled", reason="cancelled", output=self.state.last_model_text,
+                    error=f"cancelled by {cancel.by}: {cancel.reason}", by=cancel.by,
+                )
+            ]
+        )
+
+    async def _heartbeat(self) -> None:
+        interval = self._config.lease_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):  # a lost lease surfaces at the next commit
+                await self._store.acquire_lease(self.state.run_id, self._owner, self._config.lease_s)
+
+    # -- time -----------------------------------------------------------------------------------------------
+
+    def _driven_s(self) -> float:
+        return self._active_before + (time.monotonic() - self._drive_start)
+
+    def _remaining_s(self) -> float | None:
+        if self.state.timeout_s is None:
+            return None
+        return max(0.0, self.state.timeout_s - self._driven_s())
+
+
+def _finished(call_id: str, tool_call_id: str, name: str, outcome: ToolOutcome) -> ToolCallFinished:
+    return ToolCallFinished(
+        at=time.time(), call=call_id, tool_call_id=tool_call_id, name=name, content=outcome.content,
+        result=outcome.result, error=outcome.failure, attempts=outcome.attempts, latency_s=outcome.latency_s,
+    )

@@ -1,0 +1,1 @@
+"""Stores: where journals live. Chosen by URL (``open_store``)."""

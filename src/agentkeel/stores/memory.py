@@ -1,0 +1,87 @@
+"""An in-memory store: for tests and for runs that need no durability. Same rules as every store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from agentkeel.core.events import Event, RunStarted
+from agentkeel.errors import LeaseLost, RunBusy, RunNotFound, StoreError
+from agentkeel.stores.base import CancelRequest, Lease, RunRow
+
+
+class MemoryStore:
+    """Keeps everything in this process; lost when it exits."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self.url = "memory://"
+        self._clock = clock
+        self._journals: dict[str, list[Event]] = {}
+        self._rows: dict[str, RunRow] = {}
+        self._leases: dict[str, Lease] = {}
+        self._cancels: dict[str, CancelRequest] = {}
+
+    async def create_run(self, first: RunStarted, row: RunRow, *, owner: str, lease_s: float) -> None:
+        if first.run_id in self._journals:
+            raise StoreError(f"a run with id {first.run_id!r} already exists in {self.url}")
+        self._journals[first.run_id] = [first]
+        self._rows[first.run_id] = row
+        self._leases[first.run_id] = Lease(
+            run_id=first.run_id, owner=owner, expires_at=self._clock() + lease_s, lease_s=lease_s
+        )
+
+    async def append(
+        self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow
+    ) -> CancelRequest | None:
+        journal = self._journal(run_id)
+        lease = self._leases.get(run_id)
+        if lease is None or lease.owner != owner or len(journal) != after_seq:
+            raise LeaseLost(run_id, owner)
+        journal.extend(events)
+        self._rows[run_id] = row
+        self._leases[run_id] = Lease(
+            run_id=run_id, owner=owner, expires_at=self._clock() + lease.lease_s, lease_s=lease.lease_s
+        )
+        return self._cancels.get(run_id)
+
+    async def load(self, run_id: str) -> list[Event]:
+        return list(self._journal(run_id))
+
+    async def list_runs(
+        self, *, limit: int = 50, status: str | None = None, agent: str | None = None
+    ) -> list[RunRow]:
+        rows = [
+            row
+            for row in self._rows.values()
+            if (status is None or row.status == status) and (agent is None or row.agent == agent)
+        ]
+        rows.sort(key=lambda row: row.created_at, reverse=True)
+        return rows[:limit]
+
+    async def acquire_lease(self, run_id: str, owner: str, lease_s: float) -> Lease:
+        self._journal(run_id)
+        now = self._clock()
+        held = self._leases.get(run_id)
+        if held is not None and held.owner != owner and held.expires_at > now:
+            raise RunBusy(run_id, held.owner, held.expires_at - now)
+        lease = Lease(run_id=run_id, owner=owner, expires_at=now + lease_s, lease_s=lease_s)
+        self._leases[run_id] = lease
+        return lease
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        held = self._leases.get(run_id)
+        if held is not None and held.owner == owner:
+            del self._leases[run_id]
+
+    async def request_cancel(self, run_id: str, request: CancelRequest) -> None:
+        self._journal(run_id)
+        self._cancels.setdefault(run_id, request)
+
+    async def close(self) -> None:
+        return None
+
+    def _journal(self, run_id: str) -> list[Event]:
+        journal = self._journals.get(run_id)
+        if journal is None:
+            raise RunNotFound(run_id, self.url)
+        return journal

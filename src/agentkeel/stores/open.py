@@ -1,0 +1,51 @@
+"""Choosing a store by URL: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``memory://``.
+
+The default is ``KEEL_STORE`` from the environment, else ``sqlite:///.keel/keel.db`` (relative to the
+working directory).
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import parse_qs, urlsplit
+
+from agentkeel.errors import ConfigError
+from agentkeel.stores.base import Store
+from agentkeel.stores.memory import MemoryStore
+from agentkeel.stores.sqlite import SQLiteStore
+
+DEFAULT_STORE_URL = "sqlite:///.keel/keel.db"
+
+
+def default_store_url() -> str:
+    return os.environ.get("KEEL_STORE") or DEFAULT_STORE_URL
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open the store a URL names (the default store when ``url`` is None)."""
+    url = url or default_store_url()
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "memory":
+        return MemoryStore()
+    if scheme == "sqlite":
+        if parts.netloc:
+            raise ConfigError(
+                f"store URL {url!r}: a SQLite URL has three slashes before a relative path "
+                f"(sqlite:///data/keel.db) and four before an absolute one (sqlite:////var/keel.db)"
+            )
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if not path:
+            raise ConfigError(f"store URL {url!r} names no file: use e.g. {DEFAULT_STORE_URL}")
+        options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        unknown = set(options) - {"synchronous"}
+        if unknown:
+            raise ConfigError(f"store URL {url!r}: unknown option(s) {', '.join(sorted(unknown))}; known: synchronous")
+        return SQLiteStore(path, synchronous=options.get("synchronous", "full"))
+    if scheme in ("postgres", "postgresql"):
+        raise ConfigError(
+            f"store URL {url!r}: the PostgreSQL store is not part of this version yet; use sqlite:///... meanwhile"
+        )
+    raise ConfigError(
+        f"store URL {url!r} has an unknown scheme {parts.scheme!r}: use sqlite:///path/to/keel.db or memory://"
+    )

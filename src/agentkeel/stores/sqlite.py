@@ -1,0 +1,210 @@
+"""The SQLite store (the default): one file, WAL, safe for several processes on one machine.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, so writers queue on SQLite's lock instead of failing when
+they upgrade a read lock. ``synchronous=FULL`` by default: a committed event survives a power cut, not only a
+crashed process (``?synchronous=normal`` in the URL trades that for speed).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from agentkeel.core.codec import decode_event, encode_event
+from agentkeel.core.events import Event, RunStarted
+from agentkeel.errors import LeaseLost, RunBusy, RunNotFound, StoreError
+from agentkeel.stores.base import CancelRequest, Lease, RunRow
+from agentkeel.stores.migrations import MIGRATIONS
+
+_RUN_COLUMNS = (
+    "run_id, agent, status, reason, task, model, steps, input_tokens, output_tokens, cost_usd, created_at, "
+    "updated_at, parent_id, agent_ref"
+)
+_SYNC_MODES = ("off", "normal", "full", "extra")
+
+
+class SQLiteStore:
+    """Journals in a SQLite file."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "full", clock: Callable[[], float] = time.time) -> None:
+        if synchronous.lower() not in _SYNC_MODES:
+            raise StoreError(f"synchronous={synchronous!r} is not a SQLite mode: use one of {', '.join(_SYNC_MODES)}")
+        self.path = Path(path)
+        self.url = f"sqlite:///{path}"
+        self._clock = clock
+        self._lock = threading.Lock()
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the SQLite store at {path}: {exc}") from exc
+
+    # -- schema -------------------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS keel_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = db.execute("SELECT value FROM keel_meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            latest = len(MIGRATIONS)
+            if version > latest:
+                raise StoreError(
+                    f"the store at {self.path} has schema version {version}, newer than this agentkeel knows "
+                    f"({latest}): upgrade agentkeel to use it"
+                )
+            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in statements:
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO keel_meta (key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(number),),
+                )
+
+    @property
+    def schema_version(self) -> int:
+        row = self._db.execute("SELECT value FROM keel_meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- the Store protocol -------------------------------------------------------------------------------
+
+    async def create_run(self, first: RunStarted, row: RunRow, *, owner: str, lease_s: float) -> None:
+        try:
+            with self._write() as db:
+                db.execute(
+                    f"INSERT INTO keel_runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _row_values(row),
+                )
+                db.execute(
+                    "INSERT INTO keel_events (run_id, seq, kind, at, data) VALUES (?, 1, ?, ?, ?)",
+                    (first.run_id, first.kind, first.at, encode_event(first)),
+                )
+                db.execute(
+                    "INSERT INTO keel_leases (run_id, owner, expires_at, lease_s) VALUES (?, ?, ?, ?)",
+                    (first.run_id, owner, self._clock() + lease_s, lease_s),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"a run with id {first.run_id!r} already exists in {self.url}") from exc
+
+    async def append(
+        self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow
+    ) -> CancelRequest | None:
+        try:
+            with self._write() as db:
+                renewed = db.execute(
+                    "UPDATE keel_leases SET expires_at = ? + lease_s WHERE run_id = ? AND owner = ?",
+                    (self._clock(), run_id, owner),
+                ).rowcount
+                if renewed != 1:
+                    raise LeaseLost(run_id, owner)
+                db.executemany(
+                    "INSERT INTO keel_events (run_id, seq, kind, at, data) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (run_id, after_seq + offset, event.kind, event.at, encode_event(event))
+                        for offset, event in enumerate(events, start=1)
+                    ],
+                )
+                cancel = db.execute(
+                    "UPDATE keel_runs SET status = ?, reason = ?, steps = ?, input_tokens = ?, output_tokens = ?, "
+                    "cost_usd = ?, updated_at = ? WHERE run_id = ? RETURNING cancel_by, cancel_reason, cancel_at",
+                    (row.status, row.reason, row.steps, row.input_tokens, row.output_tokens, row.cost_usd,
+                     row.updated_at, run_id),
+                ).fetchone()
+        except sqlite3.IntegrityError as exc:  # another writer appended the same sequence number
+            raise LeaseLost(run_id, owner) from exc
+        if cancel is None or cancel[0] is None:
+            return None
+        return CancelRequest(by=cancel[0], reason=cancel[1], at=cancel[2])
+
+    async def load(self, run_id: str) -> list[Event]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, data FROM keel_events WHERE run_id = ? ORDER BY seq", (run_id,)
+            ).fetchall()
+        if not rows:
+            raise RunNotFound(run_id, self.url)
+        return [decode_event(data, run_id=run_id, seq=seq) for seq, data in rows]
+
+    async def list_runs(
+        self, *, limit: int = 50, status: str | None = None, agent: str | None = None
+    ) -> list[RunRow]:
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if agent is not None:
+            where.append("agent = ?")
+            params.append(agent)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM keel_runs {clause} ORDER BY created_at DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        return [_row_of(values) for values in rows]
+
+    async def acquire_lease(self, run_id: str, owner: str, lease_s: float) -> Lease:
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM keel_runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+                raise RunNotFound(run_id, self.url)
+            now = self._clock()
+            held = db.execute("SELECT owner, expires_at FROM keel_leases WHERE run_id = ?", (run_id,)).fetchone()
+            if held is not None and held[0] != owner and held[1] > now:
+                raise RunBusy(run_id, held[0], held[1] - now)
+            db.execute(
+                "INSERT INTO keel_leases (run_id, owner, expires_at, lease_s) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at, "
+                "lease_s = excluded.lease_s",
+                (run_id, owner, now + lease_s, lease_s),
+            )
+        return Lease(run_id=run_id, owner=owner, expires_at=now + lease_s, lease_s=lease_s)
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM keel_leases WHERE run_id = ? AND owner = ?", (run_id, owner))
+
+    async def request_cancel(self, run_id: str, request: CancelRequest) -> None:
+        with self._write() as db:
+            found = db.execute(
+                "UPDATE keel_runs SET cancel_by = coalesce(cancel_by, ?), cancel_reason = coalesce(cancel_reason, ?),"
+                " cancel_at = coalesce(cancel_at, ?) WHERE run_id = ?",
+                (request.by, request.reason, request.at, run_id),
+            ).rowcount
+        if not found:
+            raise RunNotFound(run_id, self.url)
+
+    async def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _row_values(row: RunRow) -> tuple[object, ...]:
+    return (
+        row.run_id, row.agent, row.status, row.reason, row.task, row.model, row.steps, row.input_tokens,
+        row.output_tokens, row.cost_usd, row.created_at, row.updated_at, row.parent_id, row.agent_ref,
+    )
+
+
+def _row_of(values: Sequence[object]) -> RunRow:
+    names = [name.strip() for name in _RUN_COLUMNS.split(",")]
+    return RunRow(**dict(zip(names, values, strict=True)))  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Tools: typed functions with a contract, and the validation of the model's calls to them."""

@@ -42,6 +42,7 @@ class Agent:
         store: Store | str | None = None,
         prices: PriceTable | None = None,
         lease_s: float = DEFAULT_LEASE_S,
+        deps: Any = None,
         ref: str = "",
     ) -> None:
         if not isinstance(name, str) or not name.strip():
@@ -60,10 +61,34 @@ class Agent:
         self.timeout = float(timeout) if timeout is not None else None
         self.prices = prices or PriceTable()
         self.lease_s = lease_s
+        self.deps = deps
+        """Handed to tools as ``ctx.deps`` (a database handle, a client, ...) unless ``run(deps=...)`` overrides it."""
         self.ref = ref
         """Where ``keel resume`` can load this agent from (``file.py:name``); set by ``keel run``."""
         self._store_setting = store
         self._store: Store | None = None
+        self._settings: dict[str, Any] = {
+            "name": name,
+            "model": self.model,
+            "instructions": instructions,
+            "tools": list(self.tools.values()),
+            "max_steps": max_steps,
+            "timeout": timeout,
+            "store": store,
+            "prices": prices,
+            "lease_s": lease_s,
+            "deps": deps,
+            "ref": ref,
+        }
+
+    def replace(self, **changes: Any) -> Agent:
+        """A copy of this agent with some settings changed, e.g. ``agent.replace(store="memory://")``."""
+        unknown = set(changes) - set(self._settings)
+        if unknown:
+            raise ConfigError(
+                f"Agent has no setting(s) {', '.join(sorted(unknown))}; known: {', '.join(self._settings)}"
+            )
+        return Agent(**{**self._settings, **changes})
 
     def __repr__(self) -> str:
         return f"Agent(name={self.name!r}, model={self.model.name!r}, tools={list(self.tools)})"
@@ -85,9 +110,16 @@ class Agent:
         run_id = run_id or new_run_id()
         owner = new_owner()
         first = RunStarted(
-            at=time.time(), run_id=run_id, agent=self.name, task=task, model=self.model.name,
-            instructions=self.instructions, max_steps=self.max_steps, timeout_s=self.timeout,
-            tools=tuple(self.tools), agent_ref=self.ref,
+            at=time.time(),
+            run_id=run_id,
+            agent=self.name,
+            task=task,
+            model=self.model.name,
+            instructions=self.instructions,
+            max_steps=self.max_steps,
+            timeout_s=self.timeout,
+            tools=tuple(self.tools),
+            agent_ref=self.ref,
         )
         state = replay([first])
         await self.store.create_run(first, RunRow.of(state), owner=owner, lease_s=self.lease_s)
@@ -138,7 +170,7 @@ class Agent:
             schemas=tuple(t.schema for t in self.tools.values()),
             prices=self.prices,
             lease_s=self.lease_s,
-            deps=deps,
+            deps=self.deps if deps is None else deps,
         )
         return Driver(config=config, store=self.store, state=state, owner=owner)
 

@@ -212,4 +212,3 @@ Event = (
     | RunEnded
 )
 """Any journal event. The ``kind`` field discriminates them in JSON."""
-

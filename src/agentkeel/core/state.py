@@ -12,8 +12,8 @@ Status transitions (the only ones allowed; any other is a corrupt or diverging j
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agentkeel.core.events import (

@@ -69,7 +69,7 @@ class Driver:
                 if isinstance(action, (Done, Wait)):
                     return self.state
                 if isinstance(action, Finish):
-                    await self._end(action.status, action.reason, action.output, action.error)  # type: ignore[arg-type]
+                    await self._end(action.status, action.reason, action.output, action.error)
                     return self.state
                 if isinstance(action, RecoverCalls):
                     await self._recover(action.calls)
@@ -139,15 +139,24 @@ class Driver:
             if isinstance(checked, ToolFailure):
                 events.append(
                     ToolCallFinished(
-                        at=now, call=call_id, tool_call_id=call.id, name=call.name, content=checked.message,
-                        error=checked, attempts=0,
+                        at=now,
+                        call=call_id,
+                        tool_call_id=call.id,
+                        name=call.name,
+                        content=checked.message,
+                        error=checked,
+                        attempts=0,
                     )
                 )
                 continue
             key = f"{self.state.run_id}:{call_id}"
             events.append(
                 ToolCallStarted(
-                    at=now, call=call_id, tool_call_id=call.id, name=call.name, arguments=checked.json_arguments,
+                    at=now,
+                    call=call_id,
+                    tool_call_id=call.id,
+                    name=call.name,
+                    arguments=checked.json_arguments,
                     idempotency_key=key,
                 )
             )
@@ -167,13 +176,21 @@ class Driver:
             outcome = ToolOutcome(content=failure.message, failure=failure, attempts=0)
         else:
             ctx = ToolContext(
-                run_id=self.state.run_id, call=call_id, idempotency_key=key, attempt=attempt,
-                agent=self.state.agent, deps=self._config.deps,
+                run_id=self.state.run_id,
+                call=call_id,
+                idempotency_key=key,
+                attempt=attempt,
+                agent=self.state.agent,
+                deps=self._config.deps,
             )
 
             async def journal_retry(failed_attempt: int, failure: ToolFailure, delay: float) -> None:
                 await self._commit(
-                    [ToolCallRetrying(at=time.time(), call=call_id, attempt=failed_attempt, error=failure, delay_s=delay)]
+                    [
+                        ToolCallRetrying(
+                            at=time.time(), call=call_id, attempt=failed_attempt, error=failure, delay_s=delay
+                        )
+                    ]
                 )
 
             outcome = await run_tool(valid, ctx, on_retry=journal_retry)
@@ -221,8 +238,12 @@ class Driver:
         hook = tool.reconcile_fn
         assert hook is not None
         ctx = ToolContext(
-            run_id=self.state.run_id, call=record.call, idempotency_key=record.idempotency_key,
-            attempt=record.attempts + 1, agent=self.state.agent, deps=self._config.deps,
+            run_id=self.state.run_id,
+            call=record.call,
+            idempotency_key=record.idempotency_key,
+            attempt=record.attempts + 1,
+            agent=self.state.agent,
+            deps=self._config.deps,
         )
         args = (ctx,) if tool.takes_ctx else ()
         try:
@@ -259,8 +280,12 @@ class Driver:
         await self._commit(
             [
                 RunEnded(
-                    at=time.time(), status="cancelled", reason="cancelled", output=self.state.last_model_text,
-                    error=f"cancelled by {cancel.by}: {cancel.reason}", by=cancel.by,
+                    at=time.time(),
+                    status="cancelled",
+                    reason="cancelled",
+                    output=self.state.last_model_text,
+                    error=f"cancelled by {cancel.by}: {cancel.reason}",
+                    by=cancel.by,
                 )
             ]
         )
@@ -285,6 +310,13 @@ class Driver:
 
 def _finished(call_id: str, tool_call_id: str, name: str, outcome: ToolOutcome) -> ToolCallFinished:
     return ToolCallFinished(
-        at=time.time(), call=call_id, tool_call_id=tool_call_id, name=name, content=outcome.content,
-        result=outcome.result, error=outcome.failure, attempts=outcome.attempts, latency_s=outcome.latency_s,
+        at=time.time(),
+        call=call_id,
+        tool_call_id=tool_call_id,
+        name=name,
+        content=outcome.content,
+        result=outcome.result,
+        error=outcome.failure,
+        attempts=outcome.attempts,
+        latency_s=outcome.latency_s,
     )

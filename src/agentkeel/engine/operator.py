@@ -46,8 +46,14 @@ async def resolve_call(
         elif decision == "skip":
             message = SKIPPED_MESSAGE.format(tool=record.name)
             event = ToolCallFinished(
-                at=now, call=call, tool_call_id=record.tool_call_id, name=record.name, content=message,
-                error=ToolFailure(kind="skipped", message=message), attempts=record.attempts, resolved_by=by,
+                at=now,
+                call=call,
+                tool_call_id=record.tool_call_id,
+                name=record.name,
+                content=message,
+                error=ToolFailure(kind="skipped", message=message),
+                attempts=record.attempts,
+                resolved_by=by,
             )
         elif decision == "result":
             try:
@@ -55,8 +61,14 @@ async def resolve_call(
             except (TypeError, ValueError) as exc:
                 raise ResolveError(f"the result must be JSON: {exc}") from exc
             event = ToolCallFinished(
-                at=now, call=call, tool_call_id=record.tool_call_id, name=record.name, content=result_text(result),
-                result=result, attempts=record.attempts, resolved_by=by,
+                at=now,
+                call=call,
+                tool_call_id=record.tool_call_id,
+                name=record.name,
+                content=result_text(result),
+                result=result,
+                attempts=record.attempts,
+                resolved_by=by,
             )
         else:
             raise ResolveError(f"unknown decision {decision!r}: use result, retry or skip")
@@ -82,8 +94,12 @@ async def cancel_run(store: Store, run_id: str, *, by: str, reason: str) -> RunS
         if state.terminal:
             return state
         event = RunEnded(
-            at=time.time(), status="cancelled", reason="cancelled", output=state.last_model_text,
-            error=f"cancelled by {by}: {reason}", by=by,
+            at=time.time(),
+            status="cancelled",
+            reason="cancelled",
+            output=state.last_model_text,
+            error=f"cancelled by {by}: {reason}",
+            by=by,
         )
         after = state.last_seq
         state.apply(event)

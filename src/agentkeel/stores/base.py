@@ -106,9 +106,7 @@ class Store(Protocol):
         """A run's journal in order; ``RunNotFound`` if there is none."""
         ...
 
-    async def list_runs(
-        self, *, limit: int = 50, status: str | None = None, agent: str | None = None
-    ) -> list[RunRow]:
+    async def list_runs(self, *, limit: int = 50, status: str | None = None, agent: str | None = None) -> list[RunRow]:
         """The most recent runs first."""
         ...
 

@@ -47,9 +47,7 @@ class MemoryStore:
     async def load(self, run_id: str) -> list[Event]:
         return list(self._journal(run_id))
 
-    async def list_runs(
-        self, *, limit: int = 50, status: str | None = None, agent: str | None = None
-    ) -> list[RunRow]:
+    async def list_runs(self, *, limit: int = 50, status: str | None = None, agent: str | None = None) -> list[RunRow]:
         rows = [
             row
             for row in self._rows.values()

@@ -127,8 +127,16 @@ class SQLiteStore:
                 cancel = db.execute(
                     "UPDATE keel_runs SET status = ?, reason = ?, steps = ?, input_tokens = ?, output_tokens = ?, "
                     "cost_usd = ?, updated_at = ? WHERE run_id = ? RETURNING cancel_by, cancel_reason, cancel_at",
-                    (row.status, row.reason, row.steps, row.input_tokens, row.output_tokens, row.cost_usd,
-                     row.updated_at, run_id),
+                    (
+                        row.status,
+                        row.reason,
+                        row.steps,
+                        row.input_tokens,
+                        row.output_tokens,
+                        row.cost_usd,
+                        row.updated_at,
+                        run_id,
+                    ),
                 ).fetchone()
         except sqlite3.IntegrityError as exc:  # another writer appended the same sequence number
             raise LeaseLost(run_id, owner) from exc
@@ -145,9 +153,7 @@ class SQLiteStore:
             raise RunNotFound(run_id, self.url)
         return [decode_event(data, run_id=run_id, seq=seq) for seq, data in rows]
 
-    async def list_runs(
-        self, *, limit: int = 50, status: str | None = None, agent: str | None = None
-    ) -> list[RunRow]:
+    async def list_runs(self, *, limit: int = 50, status: str | None = None, agent: str | None = None) -> list[RunRow]:
         where, params = [], []
         if status is not None:
             where.append("status = ?")
@@ -200,8 +206,20 @@ class SQLiteStore:
 
 def _row_values(row: RunRow) -> tuple[object, ...]:
     return (
-        row.run_id, row.agent, row.status, row.reason, row.task, row.model, row.steps, row.input_tokens,
-        row.output_tokens, row.cost_usd, row.created_at, row.updated_at, row.parent_id, row.agent_ref,
+        row.run_id,
+        row.agent,
+        row.status,
+        row.reason,
+        row.task,
+        row.model,
+        row.steps,
+        row.input_tokens,
+        row.output_tokens,
+        row.cost_usd,
+        row.created_at,
+        row.updated_at,
+        row.parent_id,
+        row.agent_ref,
     )
 
 

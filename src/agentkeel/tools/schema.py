@@ -97,9 +97,7 @@ def build_arguments_model(fn: Callable[..., Any], name: str, param_docs: dict[st
             fields[parameter.name] = (hints[parameter.name], default)
     model_name = "".join(part.capitalize() for part in re.split(r"[^0-9A-Za-z]+", name) if part) + "Arguments"
     try:
-        return create_model(  # type: ignore[call-overload,no-any-return]
-            model_name, __config__=ConfigDict(extra="forbid"), **fields
-        )
+        return create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
     except Exception as exc:
         raise ConfigError(f"tool {name!r}: its parameters cannot be validated: {exc}") from exc
 
@@ -121,10 +119,7 @@ def json_schema(model: type[BaseModel], name: str) -> dict[str, Any]:
 
 def _drop_titles(node: Any) -> None:
     if isinstance(node, dict):
-        title = node.get("title")
-        if isinstance(title, str) and "properties" not in node:
-            node.pop("title")
-        elif isinstance(title, str) and node.get("type") == "object":
+        if isinstance(node.get("title"), str):
             node.pop("title")
         for key, value in node.items():
             if key == "properties" and isinstance(value, dict):

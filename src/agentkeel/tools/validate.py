@@ -125,8 +125,15 @@ def _expected(prop: Mapping[str, Any]) -> str:
 
 
 def _article(kind: str) -> str:
-    names = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
-             "array": "a list", "object": "an object", "null": "null"}
+    names = {
+        "string": "a string",
+        "integer": "an integer",
+        "number": "a number",
+        "boolean": "true or false",
+        "array": "a list",
+        "object": "an object",
+        "null": "null",
+    }
     return names.get(kind, f"a {kind}")
 
 

@@ -60,6 +60,7 @@ class Driver:
         self._cancel: CancelRequest | None = None
         self._drive_start = time.monotonic()
         self._active_before = state.active_s
+        self._commit_lock = asyncio.Lock()  # concurrent tool calls commit one at a time, in sequence order
 
     async def drive(self) -> RunState:
         heartbeat = asyncio.create_task(self._heartbeat())
@@ -257,15 +258,14 @@ class Driver:
     # -- journal --------------------------------------------------------------------------------------------
 
     async def _commit(self, events: list[Event]) -> None:
-        state = self.state
-        after = state.last_seq
-        for event in events:
-            state.apply(event)
-        try:
+        """Append to the journal, then to the state. If the append fails the driver stops (the error propagates),
+        so nothing acts on a state the journal does not hold."""
+        async with self._commit_lock:
+            state = self.state
+            after = state.last_seq
+            for event in events:
+                state.apply(event)
             cancel = await self._store.append(state.run_id, self._owner, after, events, RunRow.of(state))
-        except BaseException:
-            # The state ran ahead of the journal; nothing may act on it. Callers get the error.
-            raise
         if cancel is not None and self._cancel is None:
             self._cancel = cancel
 

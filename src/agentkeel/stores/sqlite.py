@@ -70,6 +70,14 @@ class SQLiteStore:
                     (str(number),),
                 )
 
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise StoreError(f"the SQLite store at {self.path} failed: {exc}") from exc
+
     @property
     def schema_version(self) -> int:
         row = self._db.execute("SELECT value FROM keel_meta WHERE key = 'schema_version'").fetchone()
@@ -78,13 +86,18 @@ class SQLiteStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.IntegrityError:
                 raise
-            self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"the SQLite store at {self.path} failed: {exc}") from exc
 
     # -- the Store protocol -------------------------------------------------------------------------------
 
@@ -145,8 +158,8 @@ class SQLiteStore:
         return CancelRequest(by=cancel[0], reason=cancel[1], at=cancel[2])
 
     async def load(self, run_id: str) -> list[Event]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT seq, data FROM keel_events WHERE run_id = ? ORDER BY seq", (run_id,)
             ).fetchall()
         if not rows:
@@ -162,8 +175,8 @@ class SQLiteStore:
             where.append("agent = ?")
             params.append(agent)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 f"SELECT {_RUN_COLUMNS} FROM keel_runs {clause} ORDER BY created_at DESC LIMIT ?",
                 (*params, limit),
             ).fetchall()

@@ -139,6 +139,7 @@ class Agent:
         try:
             state = replay(await self.store.load(run_id))  # what the last driver wrote before it let go
             if state.terminal or (state.status == "paused" and state.attention):
+                await self.store.release_lease(run_id, owner)  # nothing to drive: a person acts next
                 return RunResult.of(state)
             resumed = RunResumed(at=time.time(), owner=owner)
             after = state.last_seq

@@ -150,6 +150,21 @@ class CallRetryAuthorized:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ToolCallResumed:
+    """An interrupted call runs again (after a crash): committed before the new attempt starts, so that a crash
+    during it is itself an interruption (an authorised retry covers one attempt, not every later one)."""
+
+    kind: Literal["tool_call_resumed"] = "tool_call_resumed"
+    at: float
+    call: str
+    attempt: int
+    """The attempt that starts now (1-based)."""
+    why: str
+    """``read``, ``idempotent``, ``authorized`` (a person said retry) or ``reconciled`` (the hook said it did not
+    happen)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class NoteWritten:
     """The agent's scratchpad: notes survive compaction and resume."""
 
@@ -206,6 +221,7 @@ Event = (
     | ToolCallRetrying
     | ToolCallFinished
     | CallRetryAuthorized
+    | ToolCallResumed
     | NoteWritten
     | RunPaused
     | RunResumed

@@ -28,6 +28,7 @@ from agentkeel.core.events import (
     RunStarted,
     RunStatus,
     ToolCallFinished,
+    ToolCallResumed,
     ToolCallRetrying,
     ToolCallStarted,
 )
@@ -90,6 +91,8 @@ class RunState:
     messages: list[Message] = field(default_factory=list)
     """The conversation as the model sees it, rebuilt from the journal."""
     calls: dict[str, CallRecord] = field(default_factory=dict)
+    open_calls: dict[str, CallRecord] = field(default_factory=dict)
+    """Calls started and not finished, in start order (kept apart so that a long run's step stays O(1))."""
     attention: tuple[str, ...] = ()
     """Calls a person must resolve before the run can go on (``paused(needs_attention)``)."""
     usage: Usage = field(default_factory=Usage)
@@ -112,7 +115,7 @@ class RunState:
     @property
     def in_flight(self) -> list[CallRecord]:
         """Calls that started and have no outcome: after a crash, these are the ones to resolve."""
-        return [c for c in self.calls.values() if c.status == "started"]
+        return list(self.open_calls.values())
 
     @property
     def last_model_text(self) -> str:
@@ -127,7 +130,8 @@ class RunState:
             raise JournalError(f"run {self.run_id}: event {event.kind!r} after the run ended ({self.status})")
         self.last_seq += 1
         self.updated_at = event.at
-        if event.kind != "run_resumed":  # the gap before a resume was nobody's driving time
+        # Nobody drives a run in the gap before a resume, nor while it is paused waiting for a person.
+        if event.kind != "run_resumed" and self.status != "paused":
             self.active_s += max(0.0, event.at - self.segment_start)
         self.segment_start = event.at
         _APPLY[event.kind](self, event)
@@ -176,13 +180,14 @@ def _model_responded(state: RunState, event: ModelResponded) -> None:
 
 def _tool_call_started(state: RunState, event: ToolCallStarted) -> None:
     state.tool_calls += 1
-    state.calls[event.call] = CallRecord(
+    record = CallRecord(
         call=event.call,
         tool_call_id=event.tool_call_id,
         name=event.name,
         arguments=event.arguments,
         idempotency_key=event.idempotency_key,
     )
+    state.calls[event.call] = state.open_calls[event.call] = record
 
 
 def _tool_call_retrying(state: RunState, event: ToolCallRetrying) -> None:
@@ -200,6 +205,7 @@ def _tool_call_finished(state: RunState, event: ToolCallFinished) -> None:
         if record.status == "finished":
             raise JournalError(f"run {state.run_id}: call {event.call} finished twice")
         record.status, record.finished = "finished", event
+        del state.open_calls[event.call]
     if event.error is not None:
         state.tool_errors += 1
     state.messages.append(
@@ -219,6 +225,14 @@ def _call_retry_authorized(state: RunState, event: CallRetryAuthorized) -> None:
     state.attention = tuple(c for c in state.attention if c != event.call)
 
 
+def _tool_call_resumed(state: RunState, event: ToolCallResumed) -> None:
+    record = state.open_calls.get(event.call)
+    if record is None:
+        raise JournalError(f"run {state.run_id}: call {event.call} resumed, but it is not interrupted")
+    record.attempts = event.attempt  # if this attempt is interrupted too, the next one is attempt + 1
+    record.retry_authorized = False  # a person's "retry" covers one attempt
+
+
 def _note_written(state: RunState, event: NoteWritten) -> None:
     state.notes[event.key] = event.value
 
@@ -236,6 +250,7 @@ def _run_resumed(state: RunState, event: RunResumed) -> None:
 def _run_ended(state: RunState, event: RunEnded) -> None:
     state._to(event.status, event.reason, event.error)
     state.output = event.output
+    state.attention = ()  # an ended run waits for no decision (a paused run may be cancelled)
 
 
 def _run_started(state: RunState, event: RunStarted) -> None:
@@ -249,6 +264,7 @@ _APPLY: dict[str, Callable[[RunState, Any], None]] = {
     "tool_call_retrying": _tool_call_retrying,
     "tool_call_finished": _tool_call_finished,
     "call_retry_authorized": _call_retry_authorized,
+    "tool_call_resumed": _tool_call_resumed,
     "note_written": _note_written,
     "run_paused": _run_paused,
     "run_resumed": _run_resumed,

@@ -21,6 +21,7 @@ from agentkeel.core.events import (
     RunEnded,
     RunPaused,
     ToolCallFinished,
+    ToolCallResumed,
     ToolCallRetrying,
     ToolCallStarted,
     ToolFailure,
@@ -32,6 +33,7 @@ from agentkeel.errors import ModelError
 from agentkeel.models.base import Model
 from agentkeel.pricing import PriceTable
 from agentkeel.stores.base import CancelRequest, RunRow, Store
+from agentkeel.tools.schema import takes_context
 from agentkeel.tools.tool import Reconciled, Tool, ToolContext
 from agentkeel.tools.validate import ValidCall, validate_call
 
@@ -208,9 +210,10 @@ class Driver:
                 tool=tool, arguments=tool.arguments.model_validate(record.arguments), json_arguments=record.arguments
             )
             if record.retry_authorized or tool.safe_to_repeat:
-                await self._run_call(
-                    record.call, record.tool_call_id, valid, record.idempotency_key, attempt=record.attempts + 1
+                why = (
+                    "authorized" if record.retry_authorized else tool.effect if tool.effect == "read" else "idempotent"
                 )
+                await self._rerun(record, valid, why)
                 continue
             if tool.reconcile_fn is not None:
                 found = await self._reconcile(tool, record, valid)
@@ -219,9 +222,7 @@ class Driver:
                     await self._commit([_finished(record.call, record.tool_call_id, tool.name, outcome)])
                     continue
                 if isinstance(found, Reconciled):
-                    await self._run_call(
-                        record.call, record.tool_call_id, valid, record.idempotency_key, attempt=record.attempts + 1
-                    )
+                    await self._rerun(record, valid, "reconciled")
                     continue
             attention.append(record.call)
         if attention:
@@ -235,6 +236,11 @@ class Driver:
                 [RunPaused(at=time.time(), reason="needs_attention", detail=detail, calls=tuple(attention))]
             )
 
+    async def _rerun(self, record: CallRecord, valid: ValidCall, why: str) -> None:
+        attempt = record.attempts + 1
+        await self._commit([ToolCallResumed(at=time.time(), call=record.call, attempt=attempt, why=why)])
+        await self._run_call(record.call, record.tool_call_id, valid, record.idempotency_key, attempt=attempt)
+
     async def _reconcile(self, tool: Tool, record: CallRecord, valid: ValidCall) -> Reconciled | None:
         hook = tool.reconcile_fn
         assert hook is not None
@@ -246,7 +252,7 @@ class Driver:
             agent=self.state.agent,
             deps=self._config.deps,
         )
-        args = (ctx,) if tool.takes_ctx else ()
+        args = (ctx,) if takes_context(hook) else ()  # the hook's own signature says whether it wants ctx
         try:
             found = hook(*args, **dict(valid.arguments))
             if asyncio.iscoroutine(found):

@@ -41,6 +41,11 @@ def open_store(url: str | None = None) -> Store:
         unknown = set(options) - {"synchronous"}
         if unknown:
             raise ConfigError(f"store URL {url!r}: unknown option(s) {', '.join(sorted(unknown))}; known: synchronous")
+        if options.get("synchronous", "full").lower() not in ("off", "normal", "full", "extra"):
+            raise ConfigError(
+                f"store URL {url!r}: synchronous must be off, normal, full or extra (e.g. {DEFAULT_STORE_URL}"
+                "?synchronous=normal)"
+            )
         return SQLiteStore(path, synchronous=options.get("synchronous", "full"))
     if scheme in ("postgres", "postgresql"):
         raise ConfigError(

@@ -130,6 +130,10 @@ class SQLiteStore:
                 ).rowcount
                 if renewed != 1:
                     raise LeaseLost(run_id, owner)
+                # A stale after_seq collides on the primary key below; one ahead of the journal would leave a gap.
+                last = db.execute("SELECT max(seq) FROM keel_events WHERE run_id = ?", (run_id,)).fetchone()[0]
+                if last != after_seq:
+                    raise LeaseLost(run_id, owner)
                 db.executemany(
                     "INSERT INTO keel_events (run_id, seq, kind, at, data) VALUES (?, ?, ?, ?, ?)",
                     [

@@ -22,6 +22,9 @@ from agentkeel.tools.tool import Tool
 MAX_ECHO = 120
 """How much of a bad value is quoted back to the model."""
 
+MAX_DEPTH = 64
+"""How deeply arguments may nest: much deeper values cannot be journaled as JSON and read back."""
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ValidCall:
@@ -47,6 +50,12 @@ def validate_call(call: ToolCall, tools: Mapping[str, Tool]) -> ValidCall | Tool
                 message=f"The arguments for {tool.name} are not valid JSON ({_short(str(exc))}); send one JSON "
                 f"object with the fields {_fields_hint(tool)}.",
             )
+    if _nested_deeper_than(raw, MAX_DEPTH):
+        return ToolFailure(
+            kind="invalid_arguments",
+            message=f"The arguments for {tool.name} nest more than {MAX_DEPTH} levels deep; send one flat JSON "
+            f"object with the fields {_fields_hint(tool)}.",
+        )
     if not isinstance(raw, dict):
         return ToolFailure(
             kind="invalid_arguments",
@@ -142,6 +151,19 @@ def _fields_hint(tool: Tool) -> str:
     if not properties:
         return "(none: send {})"
     return ", ".join(f"{name} ({_expected(prop).split(':')[0]})" for name, prop in properties.items())
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 0)]  # iterative: the value may be nested past the recursion limit
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((item, depth + 1) for item in node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((item, depth + 1) for item in node)
+    return False
 
 
 def _echo(value: Any) -> str:

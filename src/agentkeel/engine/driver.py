@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +37,7 @@ from agentkeel.pricing import PriceTable
 from agentkeel.stores.base import CancelRequest, RunRow, Store
 from agentkeel.tools.schema import takes_context
 from agentkeel.tools.tool import Reconciled, Tool, ToolContext
-from agentkeel.tools.validate import ValidCall, validate_call
+from agentkeel.tools.validate import MAX_DEPTH, ValidCall, nested_deeper_than, validate_call
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -117,6 +119,7 @@ class Driver:
                 "failed", "model_error", "", f"the model returned {type(response).__name__}, not a ModelResponse"
             )
             return
+        response = _journalable(response)
         now = time.time()
         cost = self._config.prices.cost(self._config.model.name, response.usage)
         events: list[Event] = [
@@ -312,6 +315,23 @@ class Driver:
         if self.state.timeout_s is None:
             return None
         return max(0.0, self.state.timeout_s - self._driven_s())
+
+
+def _journalable(response: ModelResponse) -> ModelResponse:
+    """Arguments nested past what the journal can read back are kept as JSON text (validation then refuses
+    them with a message the model can act on), so that a model's output can never make a journal unreadable."""
+    if not any(isinstance(c.arguments, dict) and nested_deeper_than(c.arguments) for c in response.tool_calls):
+        return response
+    calls = []
+    for call in response.tool_calls:
+        arguments = call.arguments
+        if isinstance(arguments, dict) and nested_deeper_than(arguments):
+            try:
+                arguments = json.dumps(arguments)
+            except (ValueError, RecursionError):
+                arguments = f"(arguments nested more than {MAX_DEPTH} levels deep)"
+        calls.append(ToolCall(id=call.id, name=call.name, arguments=arguments))
+    return dataclasses.replace(response, tool_calls=tuple(calls))
 
 
 def _finished(call_id: str, tool_call_id: str, name: str, outcome: ToolOutcome) -> ToolCallFinished:

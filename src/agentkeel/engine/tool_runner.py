@@ -20,7 +20,7 @@ from pydantic_core import to_jsonable_python
 from agentkeel.core.events import ToolFailure
 from agentkeel.errors import ToolError
 from agentkeel.tools.tool import Tool, ToolContext
-from agentkeel.tools.validate import ValidCall
+from agentkeel.tools.validate import MAX_DEPTH, ValidCall, nested_deeper_than
 
 OnRetry = Callable[[int, ToolFailure, float], Awaitable[None]]
 """Called after a transient failure, before the wait: (failed attempt, failure, delay in seconds)."""
@@ -86,7 +86,14 @@ async def _attempt(call: ValidCall, ctx: ToolContext) -> tuple[ToolFailure | Non
                 value = await asyncio.to_thread(tool.fn, ctx, **kwargs)
             else:
                 value = await asyncio.to_thread(tool.fn, **kwargs)
-        return None, to_jsonable_python(value, fallback=str), None
+        result = to_jsonable_python(value, fallback=str)
+        if nested_deeper_than(result):
+            message = (
+                f"{tool.name} returned a value nested more than {MAX_DEPTH} levels deep, which cannot be journaled; "
+                "the tool needs fixing: carry on without it and say so."
+            )
+            return ToolFailure(kind="exception", message=message, exception_type="ValueError"), None, None
+        return None, result, None
     except ToolError as exc:
         return ToolFailure(kind="tool_error", message=exc.message, exception_type=_qualname(exc)), None, exc
     except TimeoutError as exc:

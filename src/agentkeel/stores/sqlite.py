@@ -163,9 +163,7 @@ class SQLiteStore:
 
     async def load(self, run_id: str) -> list[Event]:
         with self._read() as db:
-            rows = db.execute(
-                "SELECT seq, data FROM keel_events WHERE run_id = ? ORDER BY seq", (run_id,)
-            ).fetchall()
+            rows = db.execute("SELECT seq, data FROM keel_events WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
         if not rows:
             raise RunNotFound(run_id, self.url)
         return [decode_event(data, run_id=run_id, seq=seq) for seq, data in rows]

@@ -50,7 +50,7 @@ def validate_call(call: ToolCall, tools: Mapping[str, Tool]) -> ValidCall | Tool
                 message=f"The arguments for {tool.name} are not valid JSON ({_short(str(exc))}); send one JSON "
                 f"object with the fields {_fields_hint(tool)}.",
             )
-    if _nested_deeper_than(raw, MAX_DEPTH):
+    if nested_deeper_than(raw, MAX_DEPTH):
         return ToolFailure(
             kind="invalid_arguments",
             message=f"The arguments for {tool.name} nest more than {MAX_DEPTH} levels deep; send one flat JSON "
@@ -153,7 +153,8 @@ def _fields_hint(tool: Tool) -> str:
     return ", ".join(f"{name} ({_expected(prop).split(':')[0]})" for name, prop in properties.items())
 
 
-def _nested_deeper_than(value: Any, limit: int) -> bool:
+def nested_deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether a JSON value nests deeper than ``limit`` (the journal keeps nothing deeper)."""
     stack: list[tuple[Any, int]] = [(value, 0)]  # iterative: the value may be nested past the recursion limit
     while stack:
         node, depth = stack.pop()

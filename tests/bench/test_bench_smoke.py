@@ -1,0 +1,51 @@
+"""``python -m bench --quick`` runs end to end and reports every figure and every target (timings not checked)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FIGURES = {
+    "floor_a_us",
+    "floor_b_us",
+    "memory_async_us",
+    "memory_sync_us",
+    "memory_minimal_us",
+    "memory_long_us",
+    "sqlite_async_us",
+    "resume_load_ms",
+    "resume_replay_ms",
+    "resume_load_replay_ms",
+    "resume_ms",
+}
+TARGETS = {"memory_async_us", "memory_sync_us", "sqlite_async_us", "resume_ms"}
+
+
+def test_quick_bench_reports_every_figure_and_target(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(out.read_text(encoding="utf-8"))
+
+    assert set(result["figures"]) == FIGURES
+    rounds = result["settings"]["rounds"]
+    for key, figure in result["figures"].items():
+        assert len(figure["samples"]) == rounds, key
+        assert all(value > 0 for value in figure["samples"]), key
+        assert figure["min"] <= figure["median"] <= figure["max"], key
+    assert {target["figure"] for target in result["targets"]} == TARGETS
+    assert {target["verdict"] for target in result["targets"]} <= {"PASS", "MISS"}
+    assert {"nproc", "cpu", "python", "sqlite"} <= set(result["machine"])
+    for label in ("floor A", "floor B", "resume", "verdict"):
+        assert label in completed.stdout

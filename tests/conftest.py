@@ -1,0 +1,91 @@
+"""Fixtures shared by the whole suite: stores (memory and SQLite), a manual clock, agents and recording models.
+
+The ``store`` fixture is parametrised, so a test that takes it runs once against ``MemoryStore`` and once
+against ``SQLiteStore`` in a temporary file: the same rules hold for every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentkeel import Agent, MemoryStore, ModelRequest, ModelResponse, ScriptedModel, SQLiteStore, Store, Tool
+from agentkeel.models.scripted import Script
+
+
+class ManualClock:
+    """A clock that moves only when a test moves it (for lease expiry)."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class RecordingModel:
+    """A ``ScriptedModel`` that keeps every request it answers, so a test can count the model calls."""
+
+    def __init__(self, script: Script, *, name: str = "scripted", latency_s: float = 0.0) -> None:
+        self._inner = ScriptedModel(script, name=name, latency_s=latency_s)
+        self.name = name
+        self.requests: list[ModelRequest] = []
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+    async def respond(self, request: ModelRequest) -> ModelResponse:
+        self.requests.append(request)
+        return await self._inner.respond(request)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def sqlite_path(tmp_path: Path) -> Path:
+    """A fresh SQLite file path (the file does not exist yet)."""
+    return tmp_path / "keel.db"
+
+
+@pytest.fixture
+def sqlite_url(sqlite_path: Path) -> str:
+    """The store URL of ``sqlite_path`` (absolute: four slashes)."""
+    return f"sqlite:///{sqlite_path}"
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, sqlite_path: Path, clock: ManualClock) -> AsyncIterator[Store]:
+    """Each backend in turn, with ``clock`` as its lease clock."""
+    backend: Store
+    backend = MemoryStore(clock=clock) if request.param == "memory" else SQLiteStore(sqlite_path, clock=clock)
+    yield backend
+    await backend.close()
+
+
+@pytest.fixture
+def recording_model() -> type[RecordingModel]:
+    """``recording_model(script, name=..., latency_s=...)``: a scripted model that counts its calls."""
+    return RecordingModel
+
+
+@pytest.fixture
+def make_agent(store: Store) -> Callable[..., Agent]:
+    """``make_agent(model_or_script, tools=[...], **settings)``: an agent named ``test`` on the ``store`` fixture."""
+
+    def build(model: Any, tools: Sequence[Tool] = (), **settings: Any) -> Agent:
+        if not hasattr(model, "respond"):
+            model = RecordingModel(model)
+        settings.setdefault("name", "test")
+        return Agent(model=model, tools=list(tools), store=store, **settings)
+
+    return build

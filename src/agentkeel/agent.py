@@ -18,7 +18,7 @@ from agentkeel.models.base import Model
 from agentkeel.models.resolve import resolve_model
 from agentkeel.pricing import PriceTable
 from agentkeel.result import RunResult
-from agentkeel.stores.base import DEFAULT_LEASE_S, RunRow, Store
+from agentkeel.stores.base import DEFAULT_LEASE_S, CancelRequest, RunRow, Store
 from agentkeel.stores.open import open_store
 from agentkeel.tools.tool import Tool
 
@@ -144,11 +144,11 @@ class Agent:
             resumed = RunResumed(at=time.time(), owner=owner)
             after = state.last_seq
             state.apply(resumed)
-            await self.store.append(run_id, owner, after, [resumed], RunRow.of(state))
+            cancel = await self.store.append(run_id, owner, after, [resumed], RunRow.of(state))
         except BaseException:
             await self.store.release_lease(run_id, owner)
             raise
-        return RunResult.of(await self._driver(state, owner, deps).drive())
+        return RunResult.of(await self._driver(state, owner, deps, cancel).drive())
 
     def run_sync(self, task: str, *, deps: Any = None, run_id: str | None = None) -> RunResult:
         """``run`` for scripts: runs its own event loop."""
@@ -163,7 +163,7 @@ class Agent:
 
     # -- internals ------------------------------------------------------------------------------------------
 
-    def _driver(self, state: RunState, owner: str, deps: Any) -> Driver:
+    def _driver(self, state: RunState, owner: str, deps: Any, cancel: CancelRequest | None = None) -> Driver:
         config = DriveConfig(
             instructions=state.instructions,
             model=self.model,
@@ -173,7 +173,7 @@ class Agent:
             lease_s=self.lease_s,
             deps=self.deps if deps is None else deps,
         )
-        return Driver(config=config, store=self.store, state=state, owner=owner)
+        return Driver(config=config, store=self.store, state=state, owner=owner, cancel=cancel)
 
     def _check_fits(self, state: RunState) -> None:
         """A run resumes only with an agent that has every tool it called."""

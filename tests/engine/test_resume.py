@@ -34,7 +34,7 @@ from agentkeel.core.events import (
     ToolFailure,
 )
 from agentkeel.core.state import replay
-from agentkeel.stores.base import RunRow
+from agentkeel.stores.base import CancelRequest, RunRow
 
 MakeAgent = Callable[..., Agent]
 
@@ -311,3 +311,16 @@ async def test_resuming_a_paused_run_again_waits_and_leaves_the_run_free(
     assert len(await store.load(RUN)) == length
     lease = await store.acquire_lease(RUN, "operator:someone", 30.0)  # a person may act at once
     assert lease.owner == "operator:someone"
+
+
+async def test_a_cancel_requested_while_the_driver_was_dead_is_honoured_before_any_recovery(
+    make_agent: MakeAgent, recording_model: Any, store: Store, clock: Any
+) -> None:
+    await interrupted(store, clock)
+    await store.request_cancel(RUN, CancelRequest(by="ops", reason="customer withdrew", at=time.time()))
+    effects = Effects()
+    model = recording_model(script())
+    result = await make_agent(model, [refund_tool(effects, effect="write", idempotent=True)]).resume(RUN)
+    assert (result.status, result.reason) == ("cancelled", "cancelled")
+    assert "cancelled by ops: customer withdrew" in result.detail
+    assert effects.keys == [] and model.calls == 0  # neither the interrupted call nor the model ran

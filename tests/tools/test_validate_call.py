@@ -103,8 +103,11 @@ def test_invalid_json_says_so_and_lists_the_fields() -> None:
     failure = fail("issue_refund", '{"order_id": "#1234", "amount_usd": ')
     assert failure.kind == "invalid_arguments"
     assert failure.message.startswith("The arguments for issue_refund are not valid JSON (")
-    assert "send one JSON object with the fields order_id (a string matching the pattern ^#\\d{4}$)" in failure.message
-    assert "amount_usd (a number > 0 <= 500)" in failure.message
+    assert (
+        'send one JSON object with the fields order_id (a string matching the pattern ^#\\d{4}$, for example "#1234")'
+        in failure.message
+    )
+    assert "amount_usd (a number > 0 and <= 500)" in failure.message
     assert "reason (a string)" in failure.message
 
 
@@ -123,7 +126,7 @@ def test_a_missing_field_names_it_and_what_is_expected() -> None:
     failure = fail("issue_refund", {"order_id": "#1234"})
     assert failure.kind == "invalid_arguments"
     assert failure.message == (
-        "Invalid arguments for issue_refund: amount_usd is missing; expected a number > 0 <= 500. "
+        "Invalid arguments for issue_refund: amount_usd is missing; expected a number > 0 and <= 500. "
         "Fix them and call issue_refund again."
     )
 
@@ -137,19 +140,19 @@ def test_an_extra_field_names_the_real_parameters() -> None:
 
 def test_a_wrong_type_shows_what_was_given_and_what_is_expected() -> None:
     failure = fail("issue_refund", {"order_id": "#1234", "amount_usd": "five dollars"})
-    assert 'amount_usd was "five dollars"; expected a number > 0 <= 500' in failure.message
+    assert 'amount_usd was "five dollars"; expected a number > 0 and <= 500' in failure.message
 
 
 def test_a_constraint_violation_shows_the_limit() -> None:
     failure = fail("issue_refund", {"order_id": "#1234", "amount_usd": 900})
-    assert "amount_usd was 900; expected a number > 0 <= 500" in failure.message
+    assert "amount_usd was 900; expected a number > 0 and <= 500" in failure.message
 
 
 def test_a_pattern_mismatch_names_the_field_the_value_the_pattern_and_an_example() -> None:
     failure = fail("get_order_status", {"order_id": "1234"})
     assert failure.message == (
         'Invalid arguments for get_order_status: order_id was "1234"; expected a string matching the pattern '
-        '^#\\d{4}$: The order number. (for example "#1234"). Fix them and call get_order_status again.'
+        '^#\\d{4}$, for example "#1234" (The order number). Fix them and call get_order_status again.'
     )
 
 

@@ -56,12 +56,15 @@ class DriveConfig:
 class Driver:
     """Drives one run to its end or to a pause. Holds the run's lease while it does."""
 
-    def __init__(self, *, config: DriveConfig, store: Store, state: RunState, owner: str) -> None:
+    def __init__(
+        self, *, config: DriveConfig, store: Store, state: RunState, owner: str, cancel: CancelRequest | None = None
+    ) -> None:
         self._config = config
         self._store = store
         self.state = state
         self._owner = owner
-        self._cancel: CancelRequest | None = None
+        self._cancel = cancel
+        """A pending cancel request: honoured before the next model call, tool call or recovery."""
         self._drive_start = time.monotonic()
         self._active_before = state.active_s
         self._commit_lock = asyncio.Lock()  # concurrent tool calls commit one at a time, in sequence order
@@ -71,6 +74,9 @@ class Driver:
         try:
             while True:
                 action = next_action(self.state, driven_s=self._driven_s())
+                if self._cancel is not None and not isinstance(action, Done):
+                    await self._end_cancelled()
+                    return self.state
                 if isinstance(action, (Done, Wait)):
                     return self.state
                 if isinstance(action, Finish):
@@ -90,9 +96,6 @@ class Driver:
     # -- steps ----------------------------------------------------------------------------------------------
 
     async def _step(self, step: int) -> None:
-        if self._cancel is not None:
-            await self._end_cancelled()
-            return
         request = ModelRequest(
             instructions=self._config.instructions, messages=tuple(self.state.messages), tools=self._config.schemas
         )

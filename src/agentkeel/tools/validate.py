@@ -99,7 +99,7 @@ def invalid_arguments_message(tool: Tool, exc: ValidationError) -> str:
     return f"Invalid arguments for {tool.name}: " + "; ".join(problems) + f". Fix them and call {tool.name} again."
 
 
-def _expected(prop: Mapping[str, Any]) -> str:
+def _expected(prop: Mapping[str, Any], *, described: bool = True) -> str:
     if not prop:
         return "a value"
     parts: list[str] = []
@@ -116,20 +116,26 @@ def _expected(prop: Mapping[str, Any]) -> str:
             parts.append(_article(str(kind or "value")))
     if "pattern" in prop:
         parts.append(f"matching the pattern {prop['pattern']}")
-    for key, word in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
-        if key in prop:
-            parts.append(f"{word} {prop[key]}")
-    for key, word in (("minLength", "at least {} characters"), ("maxLength", "at most {} characters")):
-        if key in prop:
-            parts.append(word.format(prop[key]))
+    bounds = [
+        f"{word} {prop[key]}"
+        for key, word in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
+        if key in prop
+    ]
+    bounds += [
+        word.format(prop[key])
+        for key, word in (("minLength", "at least {} characters"), ("maxLength", "at most {} characters"))
+        if key in prop
+    ]
+    if bounds:
+        parts.append(" and ".join(bounds))
     if prop.get("format"):
         parts.append(f"in {prop['format']} format")
     text = " ".join(parts)
-    if prop.get("description"):
-        text += f": {prop['description']}"
     examples = prop.get("examples")
     if isinstance(examples, list) and examples:
-        text += f" (for example {json.dumps(examples[0])})"
+        text += f", for example {json.dumps(examples[0])}"
+    if described and prop.get("description"):
+        text += f" ({str(prop['description']).strip().rstrip('.')})"
     return text
 
 
@@ -150,7 +156,7 @@ def _fields_hint(tool: Tool) -> str:
     properties: dict[str, Any] = tool.schema.parameters.get("properties", {})
     if not properties:
         return "(none: send {})"
-    return ", ".join(f"{name} ({_expected(prop).split(':')[0]})" for name, prop in properties.items())
+    return ", ".join(f"{name} ({_expected(prop, described=False)})" for name, prop in properties.items())
 
 
 def nested_deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:

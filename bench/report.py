@@ -6,8 +6,10 @@ import os
 import platform
 import sqlite3
 import statistics
+import subprocess
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.suite import FIGURES, Settings
@@ -40,6 +42,28 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "sqlite": sqlite3.sqlite_version,
     }
+
+
+def source() -> dict[str, Any]:
+    """The commit measured, and whether the working tree had changes on top of it (read-only git calls)."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, env=env, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "changed": None}
+    return {"commit": commit, "changed": bool(changes.strip())}
 
 
 def _cpu_model() -> str:
@@ -95,6 +119,7 @@ def report(samples: dict[str, list[float]], settings: Settings, *, date: str) ->
         "date": date,
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
         "machine": machine(),
+        "source": source(),
         "settings": asdict(settings),
         "figures": figures,
         "targets": verdicts(figures, settings),
@@ -108,6 +133,7 @@ def render(result: dict[str, Any]) -> str:
         f"{settings['resume_steps']:,} steps, median of {settings['rounds']} rounds after {settings['warmup']} "
         "warm-up",
         _machine_line(result["machine"]),
+        _source_line(result["source"]),
         "",
         f"{'figure':<46}{'median':>9}{'min':>9}{'max':>9}  {'unit':<8}{'x floor':>8}",
     ]
@@ -138,6 +164,12 @@ def render_markdown(result: dict[str, Any]) -> str:
         value = f"{target['ratio']:.2f}x" if target["ratio"] is not None else f"{target['value']:.1f} ms"
         lines.append(f"| {target['label']} | {value} | **{target['verdict']}** |")
     return "\n".join(lines)
+
+
+def _source_line(info: dict[str, Any]) -> str:
+    if not info["commit"]:
+        return "source: not a git checkout"
+    return f"source: commit {info['commit'][:12]}{' with uncommitted changes' if info['changed'] else ''}"
 
 
 def _machine_line(info: dict[str, Any]) -> str:

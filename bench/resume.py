@@ -6,7 +6,7 @@ store anew (a cold SQLite page cache, as in a fresh process) and times:
 
 * ``load``: ``await store.load(run_id)`` (read and decode every event);
 * ``replay``: ``replay(events)`` (the fold);
-* ``resume``: ``agent.resume(run_id)`` from the call to its result: both loads and replays it makes, the lease,
+* ``resume``: ``agent.resume(run_id)`` from the call to its result: every load and replay it makes, the lease,
   ``run_resumed``, the one model turn that finishes the run and its commit.
 """
 

@@ -13,7 +13,7 @@ from typing import Any
 from agentkeel.core.events import RunResumed, RunStarted
 from agentkeel.core.state import RunState, replay
 from agentkeel.engine.driver import DriveConfig, Driver
-from agentkeel.errors import ConfigError, JournalError
+from agentkeel.errors import ConfigError, JournalError, RunBusy
 from agentkeel.models.base import Model
 from agentkeel.models.resolve import resolve_model
 from agentkeel.pricing import PriceTable
@@ -130,17 +130,20 @@ class Agent:
 
         Raises ``RunBusy`` while another live process drives it.
         """
-        state = replay(await self.store.load(run_id))
-        if state.terminal:
-            return RunResult.of(state)
-        self._check_fits(state)
         owner = new_owner()
-        await self.store.acquire_lease(run_id, owner, self.lease_s)
         try:
-            state = replay(await self.store.load(run_id))  # what the last driver wrote before it let go
+            await self.store.acquire_lease(run_id, owner, self.lease_s)
+        except RunBusy:
+            state = replay(await self.store.load(run_id))
+            if state.terminal:  # its driver died between the end and letting go
+                return RunResult.of(state)
+            raise
+        try:
+            state = replay(await self.store.load(run_id))  # one read, under the lease: nobody appends meanwhile
             if state.terminal or (state.status == "paused" and state.attention):
                 await self.store.release_lease(run_id, owner)  # nothing to drive: a person acts next
                 return RunResult.of(state)
+            self._check_fits(state)
             resumed = RunResumed(at=time.time(), owner=owner)
             after = state.last_seq
             state.apply(resumed)

@@ -124,13 +124,21 @@ async def test_an_append_that_does_not_fit_raises_lease_lost_and_writes_nothing(
     assert await store.list_runs() == before_rows
 
 
-async def test_an_append_renews_the_lease(store: Store, clock) -> None:  # type: ignore[no-untyped-def]
+async def test_the_owner_renews_its_lease_by_acquiring_it_again(store: Store, clock) -> None:  # type: ignore[no-untyped-def]
     state = await create(store)
     clock.advance(LEASE_S - 1)
-    await append(store, state, "a", note(1))
+    await store.acquire_lease("r1", "a", LEASE_S)  # the driver's heartbeat
     clock.advance(LEASE_S - 1)  # past the first expiry, not past the renewed one
     with pytest.raises(RunBusy):
         await store.acquire_lease("r1", "b", LEASE_S)
+    await append(store, state, "a", note(1))  # still the owner's run
+
+
+async def test_an_expired_lease_nobody_took_still_lets_its_owner_append(store: Store, clock) -> None:  # type: ignore[no-untyped-def]
+    state = await create(store)
+    clock.advance(LEASE_S * 10)  # a long pause (a slow tool, a stalled process), and nobody took the run over
+    await append(store, state, "a", note(1))
+    assert len(await store.load("r1")) == 2
 
 
 async def test_a_lease_belongs_to_one_owner_until_it_expires(store: Store, clock) -> None:  # type: ignore[no-untyped-def]

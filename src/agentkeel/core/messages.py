@@ -6,8 +6,9 @@ talks to. Messages carry a ``kind`` discriminator so that they round-trip throug
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 StopReason = Literal["end_turn", "tool_use", "max_tokens", "stop_sequence", "content_filter", "other"]
 """Why the model stopped: it finished its turn, it asked for tools, it ran out of output tokens, ..."""
@@ -85,6 +86,55 @@ class ToolResultMessage:
 Message = UserMessage | AssistantMessage | ToolResultMessage
 
 
+class Conversation(Sequence[Message]):
+    """A read-only view of the first messages of a run's append-only conversation.
+
+    Making one costs nothing whatever the conversation's length, so a long run does not copy its history at every
+    turn. ``memo`` is a cache shared by every view of the same conversation: consumers may keep incremental
+    figures there (e.g. a running size) under a key of their own.
+    """
+
+    __slots__ = ("_length", "_messages", "memo")
+
+    def __init__(self, messages: list[Message], memo: dict[str, Any] | None = None) -> None:
+        self._messages = messages
+        self._length = len(messages)
+        self.memo: dict[str, Any] = {} if memo is None else memo
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> Message: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Message]: ...
+
+    def __getitem__(self, index: int | slice) -> Message | list[Message]:
+        if isinstance(index, slice):
+            return self._messages[: self._length][index]
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError("conversation index out of range")
+        return self._messages[index]
+
+    def __iter__(self) -> Iterator[Message]:
+        messages = self._messages
+        for index in range(self._length):
+            yield messages[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return len(other) == self._length and all(a == b for a, b in zip(self, other, strict=False))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Conversation({list(self)!r})"
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ToolSchema:
     """How a tool is described to a model."""
@@ -101,7 +151,8 @@ class ModelRequest:
 
     instructions: str
     """The system prompt."""
-    messages: tuple[Message, ...]
+    messages: Sequence[Message]
+    """The conversation so far, oldest first (a :class:`Conversation` when the engine sends it)."""
     tools: tuple[ToolSchema, ...] = ()
     max_output_tokens: int | None = None
     temperature: float | None = None

@@ -32,7 +32,7 @@ from agentkeel.core.events import (
     ToolCallRetrying,
     ToolCallStarted,
 )
-from agentkeel.core.messages import Message, ToolResultMessage, Usage, UserMessage
+from agentkeel.core.messages import Conversation, Message, ToolResultMessage, Usage, UserMessage
 from agentkeel.errors import JournalError
 
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -89,7 +89,9 @@ class RunState:
     """Model turns taken (each turn and the tool calls it asked for is one step)."""
     notes: dict[str, str] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
-    """The conversation as the model sees it, rebuilt from the journal."""
+    """The conversation as the model sees it, rebuilt from the journal (append-only)."""
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """A cache shared by the views of the conversation (see :class:`Conversation`): not journal state."""
     calls: dict[str, CallRecord] = field(default_factory=dict)
     open_calls: dict[str, CallRecord] = field(default_factory=dict)
     """Calls started and not finished, in start order (kept apart so that a long run's step stays O(1))."""
@@ -116,6 +118,10 @@ class RunState:
     def in_flight(self) -> list[CallRecord]:
         """Calls that started and have no outcome: after a crash, these are the ones to resolve."""
         return list(self.open_calls.values())
+
+    def conversation(self) -> Conversation:
+        """The conversation so far, as a view that costs nothing to make."""
+        return Conversation(self.messages, self.memo)
 
     @property
     def last_model_text(self) -> str:

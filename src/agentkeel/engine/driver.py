@@ -97,13 +97,16 @@ class Driver:
 
     async def _step(self, step: int) -> None:
         request = ModelRequest(
-            instructions=self._config.instructions, messages=tuple(self.state.messages), tools=self._config.schemas
+            instructions=self._config.instructions, messages=self.state.conversation(), tools=self._config.schemas
         )
         started = time.perf_counter()
         remaining = self._remaining_s()
         try:
-            async with asyncio.timeout(remaining):
+            if remaining is None:
                 response = await self._config.model.respond(request)
+            else:
+                async with asyncio.timeout(remaining):
+                    response = await self._config.model.respond(request)
         except TimeoutError:
             if remaining is not None and self._remaining_s() == 0.0:
                 return  # the next decision ends the run failed(timeout)
@@ -134,7 +137,7 @@ class Driver:
             await self._commit(events)
             return
         runnable = self._plan_calls(step, response.tool_calls, events, now)
-        await self._commit(events)
+        await self._commit(events, listed=not runnable)
         await self._execute(runnable)
 
     def _plan_calls(
@@ -244,7 +247,7 @@ class Driver:
 
     async def _rerun(self, record: CallRecord, valid: ValidCall, why: str) -> None:
         attempt = record.attempts + 1
-        await self._commit([ToolCallResumed(at=time.time(), call=record.call, attempt=attempt, why=why)])
+        await self._commit([ToolCallResumed(at=time.time(), call=record.call, attempt=attempt, why=why)], listed=False)
         await self._run_call(record.call, record.tool_call_id, valid, record.idempotency_key, attempt=attempt)
 
     async def _reconcile(self, tool: Tool, record: CallRecord, valid: ValidCall) -> Reconciled | None:
@@ -269,7 +272,7 @@ class Driver:
 
     # -- journal --------------------------------------------------------------------------------------------
 
-    async def _commit(self, events: list[Event]) -> None:
+    async def _commit(self, events: list[Event], *, listed: bool = True) -> None:
         """Append to the journal, then to the state. If the append fails the driver stops (the error propagates),
         so nothing acts on a state the journal does not hold."""
         async with self._commit_lock:
@@ -277,7 +280,8 @@ class Driver:
             after = state.last_seq
             for event in events:
                 state.apply(event)
-            cancel = await self._store.append(state.run_id, self._owner, after, events, RunRow.of(state))
+            row = RunRow.of(state) if listed or state.terminal else None  # the run row changes once a step
+            cancel = await self._store.append(state.run_id, self._owner, after, events, row)
         if cancel is not None and self._cancel is None:
             self._cancel = cancel
 

@@ -79,13 +79,11 @@ async def _attempt(call: ValidCall, ctx: ToolContext) -> tuple[ToolFailure | Non
     tool = call.tool
     kwargs = dict(call.arguments)
     try:
-        async with asyncio.timeout(tool.timeout_s):
-            if tool.is_async:
-                value = await (tool.fn(ctx, **kwargs) if tool.takes_ctx else tool.fn(**kwargs))
-            elif tool.takes_ctx:
-                value = await asyncio.to_thread(tool.fn, ctx, **kwargs)
-            else:
-                value = await asyncio.to_thread(tool.fn, **kwargs)
+        if tool.timeout_s is None:  # asyncio.timeout costs a few µs even without a limit
+            value = await _invoke(tool, ctx, kwargs)
+        else:
+            async with asyncio.timeout(tool.timeout_s):
+                value = await _invoke(tool, ctx, kwargs)
         result = to_jsonable_python(value, fallback=str)
         if nested_deeper_than(result):
             message = (
@@ -108,6 +106,14 @@ async def _attempt(call: ValidCall, ctx: ToolContext) -> tuple[ToolFailure | Non
         raise
     except Exception as exc:
         return _exception_failure(tool, exc), None, exc
+
+
+async def _invoke(tool: Tool, ctx: ToolContext, kwargs: dict[str, Any]) -> Any:
+    if tool.is_async:
+        return await (tool.fn(ctx, **kwargs) if tool.takes_ctx else tool.fn(**kwargs))
+    if tool.takes_ctx:
+        return await asyncio.to_thread(tool.fn, ctx, **kwargs)
+    return await asyncio.to_thread(tool.fn, **kwargs)
 
 
 def _is_our_timeout(exc: TimeoutError) -> bool:

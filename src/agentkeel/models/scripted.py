@@ -12,7 +12,15 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from agentkeel.core.messages import ModelRequest, ModelResponse, ToolCall, Usage
+from agentkeel.core.messages import (
+    Conversation,
+    Message,
+    ModelRequest,
+    ModelResponse,
+    ToolCall,
+    ToolSchema,
+    Usage,
+)
 from agentkeel.errors import ConfigError, ModelError
 
 Turn = ModelResponse | str
@@ -44,9 +52,11 @@ class ScriptedModel:
         self.name = name
         self._script = script
         self._latency_s = latency_s
+        self._tools_size: tuple[object, int] | None = None
 
     async def respond(self, request: ModelRequest) -> ModelResponse:
-        step = sum(1 for message in request.messages if message.kind == "assistant")
+        turns, prompt_chars = self._measure(request)
+        step = turns + 1
         if self._latency_s:
             await asyncio.sleep(self._latency_s)
         if callable(self._script):
@@ -54,18 +64,51 @@ class ScriptedModel:
             if isinstance(turn, Awaitable):
                 turn = await turn
         else:
-            if step >= len(self._script):
-                raise ModelError(
-                    f"the scripted model has no turn {step + 1}: its script holds {len(self._script)} turns"
-                )
-            turn = self._script[step]
+            if turns >= len(self._script):
+                raise ModelError(f"the scripted model has no turn {step}: its script holds {len(self._script)} turns")
+            turn = self._script[turns]
         response = reply(turn) if isinstance(turn, str) else turn
         if not isinstance(response, ModelResponse):
             raise ModelError(f"the script returned {type(response).__name__}; return a ModelResponse or a str")
-        return _complete(response, request, step + 1)
+        return _complete(response, max(1, prompt_chars // 4), step)
+
+    def _measure(self, request: ModelRequest) -> tuple[int, int]:
+        """Model turns so far and the prompt's size in characters. Incremental over a :class:`Conversation`
+        (its memo keeps the running figures), so a long run costs the same per turn as a short one."""
+        messages = request.messages
+        seen, turns, chars = 0, 0, 0
+        memo = messages.memo if isinstance(messages, Conversation) else None
+        if memo is not None:
+            seen, turns, chars = memo.get(_MEMO_KEY, (0, 0, 0))
+            if seen > len(messages):  # a conversation that was rewritten (compacted): count it again
+                seen, turns, chars = 0, 0, 0
+        for message in messages[seen:] if seen else messages:
+            if message.kind == "assistant":
+                turns += 1
+            chars += _message_chars(message)
+        if memo is not None:
+            memo[_MEMO_KEY] = (len(messages), turns, chars)
+        return turns, chars + len(request.instructions) + self._tools_chars(request.tools)
+
+    def _tools_chars(self, tools: Sequence[ToolSchema]) -> int:
+        cached = self._tools_size
+        if cached is not None and cached[0] is tools:
+            return cached[1]
+        size = sum(len(t.name) + len(t.description) + len(json.dumps(t.parameters)) for t in tools)
+        self._tools_size = (tools, size)
+        return size
 
 
-def _complete(response: ModelResponse, request: ModelRequest, step: int) -> ModelResponse:
+_MEMO_KEY = "scripted.measure"
+
+
+def _message_chars(message: Message) -> int:
+    if message.kind == "assistant":
+        return len(message.text) + sum(len(c.name) + len(str(c.arguments)) for c in message.tool_calls)
+    return len(message.text) if message.kind == "user" else len(message.content)
+
+
+def _complete(response: ModelResponse, input_tokens: int, step: int) -> ModelResponse:
     """Fill in what a real provider would: call ids, usage, the model name."""
     tool_calls = tuple(
         call if call.id else ToolCall(id=f"call_{step}_{index}", name=call.name, arguments=call.arguments)
@@ -73,7 +116,7 @@ def _complete(response: ModelResponse, request: ModelRequest, step: int) -> Mode
     )
     usage = response.usage
     if usage.total_tokens == 0:
-        usage = Usage(input_tokens=_estimate_tokens(request), output_tokens=_response_tokens(response))
+        usage = Usage(input_tokens=input_tokens, output_tokens=_response_tokens(response))
     return ModelResponse(
         text=response.text,
         tool_calls=tool_calls,
@@ -81,17 +124,6 @@ def _complete(response: ModelResponse, request: ModelRequest, step: int) -> Mode
         usage=usage,
         model=response.model or "scripted",
     )
-
-
-def _estimate_tokens(request: ModelRequest) -> int:
-    chars = len(request.instructions)
-    for message in request.messages:
-        if message.kind == "assistant":
-            chars += len(message.text) + sum(len(c.name) + len(str(c.arguments)) for c in message.tool_calls)
-        else:
-            chars += len(message.text) if message.kind == "user" else len(message.content)
-    chars += sum(len(t.name) + len(t.description) + len(json.dumps(t.parameters)) for t in request.tools)
-    return max(1, chars // 4)
 
 
 def _response_tokens(response: ModelResponse) -> int:

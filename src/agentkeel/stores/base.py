@@ -4,7 +4,7 @@ The engine speaks only this protocol; SQL and its dialects stay in the adapters 
 PostgreSQL next). Rules every backend keeps, checked by the shared store test suite:
 
 * ``append`` is atomic: all the events and the run row, or nothing. It fails with ``LeaseLost`` (and writes
-  nothing) unless the caller holds the run's lease, and renews the lease when it succeeds.
+  nothing) unless the caller holds the run's lease and knows the journal's length.
 * Sequence numbers are dense and start at 1 with ``run_started``; ``load`` returns the events in order.
 * A lease belongs to one owner until it expires; ``acquire_lease`` by another owner before then raises
   ``RunBusy``.
@@ -22,7 +22,7 @@ from agentkeel.core.state import RunState
 DEFAULT_LEASE_S = 30.0
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class RunRow:
     """A run's summary, kept beside its journal for listings (``keel runs``). Derived from the state."""
 
@@ -92,11 +92,11 @@ class Store(Protocol):
         ...
 
     async def append(
-        self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow
+        self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow | None
     ) -> CancelRequest | None:
         """Append events as numbers ``after_seq + 1, ...`` (with the row they lead to) atomically, if ``owner``
-        holds the lease and the journal has exactly ``after_seq`` events; renew the lease. Otherwise raise
-        ``LeaseLost`` and write nothing.
+        holds the lease and the journal has exactly ``after_seq`` events; otherwise raise ``LeaseLost`` and write
+        nothing. ``row`` (None: unchanged) keeps listings current; the lease is renewed by ``acquire_lease``.
 
         Returns a pending cancel request, if any, so that the engine learns of it without another round trip.
         """

@@ -31,17 +31,15 @@ class MemoryStore:
         )
 
     async def append(
-        self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow
+        self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow | None
     ) -> CancelRequest | None:
         journal = self._journal(run_id)
         lease = self._leases.get(run_id)
         if lease is None or lease.owner != owner or len(journal) != after_seq:
             raise LeaseLost(run_id, owner)
         journal.extend(events)
-        self._rows[run_id] = row
-        self._leases[run_id] = Lease(
-            run_id=run_id, owner=owner, expires_at=self._clock() + lease.lease_s, lease_s=lease.lease_s
-        )
+        if row is not None:
+            self._rows[run_id] = row
         return self._cancels.get(run_id)
 
     async def load(self, run_id: str) -> list[Event]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from agentkeel.core.codec import decode_event, encode_event
+from agentkeel.core.codec import decode_journal, encode_event
 from agentkeel.core.events import Event, RunStarted
 from agentkeel.errors import LeaseLost, RunBusy, RunNotFound, StoreError
 from agentkeel.stores.base import CancelRequest, Lease, RunRow
@@ -25,6 +25,10 @@ _RUN_COLUMNS = (
     "updated_at, parent_id, agent_ref"
 )
 _SYNC_MODES = ("off", "normal", "full", "extra")
+_APPEND_CHECK = (
+    "SELECT (SELECT owner FROM keel_leases WHERE run_id = ?), (SELECT max(seq) FROM keel_events WHERE run_id = ?), "
+    "cancel_by, cancel_reason, cancel_at FROM keel_runs WHERE run_id = ?"
+)
 
 
 class SQLiteStore:
@@ -120,19 +124,16 @@ class SQLiteStore:
             raise StoreError(f"a run with id {first.run_id!r} already exists in {self.url}") from exc
 
     async def append(
-        self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow
+        self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow | None
     ) -> CancelRequest | None:
+        # One read checks the fence (lease owner, journal length) and fetches a pending cancel; the lease itself
+        # is renewed by the driver's heartbeat, so an append writes only the events (and the row, when given).
         try:
             with self._write() as db:
-                renewed = db.execute(
-                    "UPDATE keel_leases SET expires_at = ? + lease_s WHERE run_id = ? AND owner = ?",
-                    (self._clock(), run_id, owner),
-                ).rowcount
-                if renewed != 1:
-                    raise LeaseLost(run_id, owner)
-                # A stale after_seq collides on the primary key below; one ahead of the journal would leave a gap.
-                last = db.execute("SELECT max(seq) FROM keel_events WHERE run_id = ?", (run_id,)).fetchone()[0]
-                if last != after_seq:
+                found = db.execute(_APPEND_CHECK, (run_id, run_id, run_id)).fetchone()
+                if found is None:
+                    raise RunNotFound(run_id, self.url)
+                if found[0] != owner or found[1] != after_seq:
                     raise LeaseLost(run_id, owner)
                 db.executemany(
                     "INSERT INTO keel_events (run_id, seq, kind, at, data) VALUES (?, ?, ?, ?, ?)",
@@ -141,32 +142,33 @@ class SQLiteStore:
                         for offset, event in enumerate(events, start=1)
                     ],
                 )
-                cancel = db.execute(
-                    "UPDATE keel_runs SET status = ?, reason = ?, steps = ?, input_tokens = ?, output_tokens = ?, "
-                    "cost_usd = ?, updated_at = ? WHERE run_id = ? RETURNING cancel_by, cancel_reason, cancel_at",
-                    (
-                        row.status,
-                        row.reason,
-                        row.steps,
-                        row.input_tokens,
-                        row.output_tokens,
-                        row.cost_usd,
-                        row.updated_at,
-                        run_id,
-                    ),
-                ).fetchone()
+                if row is not None:
+                    db.execute(
+                        "UPDATE keel_runs SET status = ?, reason = ?, steps = ?, input_tokens = ?, "
+                        "output_tokens = ?, cost_usd = ?, updated_at = ? WHERE run_id = ?",
+                        (
+                            row.status,
+                            row.reason,
+                            row.steps,
+                            row.input_tokens,
+                            row.output_tokens,
+                            row.cost_usd,
+                            row.updated_at,
+                            run_id,
+                        ),
+                    )
         except sqlite3.IntegrityError as exc:  # another writer appended the same sequence number
             raise LeaseLost(run_id, owner) from exc
-        if cancel is None or cancel[0] is None:
+        if found[2] is None:
             return None
-        return CancelRequest(by=cancel[0], reason=cancel[1], at=cancel[2])
+        return CancelRequest(by=found[2], reason=found[3], at=found[4])
 
     async def load(self, run_id: str) -> list[Event]:
         with self._read() as db:
             rows = db.execute("SELECT seq, data FROM keel_events WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
         if not rows:
             raise RunNotFound(run_id, self.url)
-        return [decode_event(data, run_id=run_id, seq=seq) for seq, data in rows]
+        return decode_journal([data for _, data in rows], run_id=run_id)
 
     async def list_runs(self, *, limit: int = 50, status: str | None = None, agent: str | None = None) -> list[RunRow]:
         where, params = [], []

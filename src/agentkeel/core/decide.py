@@ -60,9 +60,8 @@ def next_action(state: RunState, *, driven_s: float) -> Action:
         return Done()
     if state.status == "paused" and state.attention:
         return Wait(reason=state.reason, detail=state.detail)
-    interrupted = state.in_flight
-    if interrupted:
-        return RecoverCalls(calls=tuple(interrupted))
+    if state.open_calls:
+        return RecoverCalls(calls=tuple(state.open_calls.values()))
     if state.timeout_s is not None and driven_s >= state.timeout_s:
         return Finish(
             status="failed",

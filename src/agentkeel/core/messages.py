@@ -40,6 +40,9 @@ class Usage:
         )
 
 
+ZERO_USAGE = Usage()
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ToolCall:
     """One call the model asked for. A response may hold several."""
@@ -165,7 +168,7 @@ class ModelResponse:
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     stop_reason: StopReason = "end_turn"
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = ZERO_USAGE
     model: str = ""
     """The model that answered, as the provider names it."""
 

@@ -40,6 +40,10 @@ from agentkeel.tools.tool import Reconciled, Tool, ToolContext
 from agentkeel.tools.validate import MAX_DEPTH, ValidCall, nested_deeper_than, validate_call
 
 
+ROW_REFRESH_S = 0.5
+"""How stale a live run's figures (steps, tokens, cost) may be in listings such as ``keel runs``."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DriveConfig:
     """What the driver needs from the agent."""
@@ -68,6 +72,9 @@ class Driver:
         self._drive_start = time.monotonic()
         self._active_before = state.active_s
         self._commit_lock = asyncio.Lock()  # concurrent tool calls commit one at a time, in sequence order
+        self._concurrent = False  # whether tool calls are running side by side (the lock is needed only then)
+        self._row_status = ""  # the run row as last written: its status, and when
+        self._row_written = 0.0
 
     async def drive(self) -> RunState:
         heartbeat = asyncio.create_task(self._heartbeat())
@@ -177,7 +184,11 @@ class Driver:
 
     async def _execute(self, runnable: list[tuple[str, ToolCall, ValidCall, str]]) -> None:
         if len(runnable) > 1 and all(valid.tool.effect == "read" for _, _, valid, _ in runnable):
-            await asyncio.gather(*(self._run_call(c, tc.id, v, k, attempt=1) for c, tc, v, k in runnable))
+            self._concurrent = True
+            try:
+                await asyncio.gather(*(self._run_call(c, tc.id, v, k, attempt=1) for c, tc, v, k in runnable))
+            finally:
+                self._concurrent = False
             return
         for call_id, call, valid, key in runnable:
             await self._run_call(call_id, call.id, valid, key, attempt=1)
@@ -275,13 +286,24 @@ class Driver:
     async def _commit(self, events: list[Event], *, listed: bool = True) -> None:
         """Append to the journal, then to the state. If the append fails the driver stops (the error propagates),
         so nothing acts on a state the journal does not hold."""
-        async with self._commit_lock:
-            state = self.state
-            after = state.last_seq
-            for event in events:
-                state.apply(event)
-            row = RunRow.of(state) if listed or state.terminal else None  # the run row changes once a step
-            cancel = await self._store.append(state.run_id, self._owner, after, events, row)
+        if self._concurrent:
+            async with self._commit_lock:
+                await self._append(events, listed)
+        else:
+            await self._append(events, listed)
+
+    async def _append(self, events: list[Event], listed: bool) -> None:
+        state = self.state
+        after = state.last_seq
+        for event in events:
+            state.apply(event)
+        row = None
+        now = time.monotonic()
+        # The run row (for listings) is rewritten when the status changes, else at most every ROW_REFRESH_S.
+        if state.status != self._row_status or (listed and now - self._row_written >= ROW_REFRESH_S):
+            row = RunRow.of(state)
+            self._row_status, self._row_written = state.status, now
+        cancel = await self._store.append(state.run_id, self._owner, after, events, row)
         if cancel is not None and self._cancel is None:
             self._cancel = cancel
 

@@ -8,14 +8,13 @@ the journal (``ToolFailure.traceback``), never to the model.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic_core import to_jsonable_python
+from pydantic_core import to_json, to_jsonable_python
 
 from agentkeel.core.events import ToolFailure
 from agentkeel.errors import ToolError
@@ -77,7 +76,7 @@ async def run_tool(
 
 async def _attempt(call: ValidCall, ctx: ToolContext) -> tuple[ToolFailure | None, Any, BaseException | None]:
     tool = call.tool
-    kwargs = dict(call.arguments)
+    kwargs = call.kwargs
     try:
         if tool.timeout_s is None:  # asyncio.timeout costs a few µs even without a limit
             value = await _invoke(tool, ctx, kwargs)
@@ -165,4 +164,4 @@ def result_text(value: Any) -> str:
     """A tool's JSON result as the model reads it."""
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return to_json(value).decode()

@@ -14,7 +14,6 @@ from typing import Any
 
 from agentkeel.core.messages import (
     Conversation,
-    Message,
     ModelRequest,
     ModelResponse,
     ToolCall,
@@ -79,13 +78,17 @@ class ScriptedModel:
         seen, turns, chars = 0, 0, 0
         memo = messages.memo if isinstance(messages, Conversation) else None
         if memo is not None:
-            seen, turns, chars = memo.get(_MEMO_KEY, (0, 0, 0))
-            if seen > len(messages):  # a conversation that was rewritten (compacted): count it again
-                seen, turns, chars = 0, 0, 0
+            known = memo.get(_MEMO_KEY)
+            if known is not None and known[0] <= len(messages):  # else rewritten (compacted): count it again
+                seen, turns, chars = known
         for message in messages[seen:] if seen else messages:
-            if message.kind == "assistant":
+            if message.kind == "tool_result":
+                chars += len(message.content)
+            elif message.kind == "assistant":
                 turns += 1
-            chars += _message_chars(message)
+                chars += len(message.text) + _calls_chars(message.tool_calls)
+            else:
+                chars += len(message.text)
         if memo is not None:
             memo[_MEMO_KEY] = (len(messages), turns, chars)
         return turns, chars + len(request.instructions) + self._tools_chars(request.tools)
@@ -102,21 +105,31 @@ class ScriptedModel:
 _MEMO_KEY = "scripted.measure"
 
 
-def _message_chars(message: Message) -> int:
-    if message.kind == "assistant":
-        return len(message.text) + sum(len(c.name) + len(str(c.arguments)) for c in message.tool_calls)
-    return len(message.text) if message.kind == "user" else len(message.content)
+def _calls_chars(calls: Sequence[ToolCall]) -> int:
+    chars = 0
+    for call in calls:
+        chars += len(call.name)
+        arguments = call.arguments
+        if isinstance(arguments, str):
+            chars += len(arguments)
+        else:
+            for key, value in arguments.items():
+                chars += len(key) + (len(value) if isinstance(value, str) else 8) + 6
+    return chars
 
 
 def _complete(response: ModelResponse, input_tokens: int, step: int) -> ModelResponse:
     """Fill in what a real provider would: call ids, usage, the model name."""
-    tool_calls = tuple(
-        call if call.id else ToolCall(id=f"call_{step}_{index}", name=call.name, arguments=call.arguments)
-        for index, call in enumerate(response.tool_calls, start=1)
-    )
+    tool_calls = response.tool_calls
+    if tool_calls and not all(call.id for call in tool_calls):
+        tool_calls = tuple(
+            call if call.id else ToolCall(id=f"call_{step}_{index}", name=call.name, arguments=call.arguments)
+            for index, call in enumerate(tool_calls, start=1)
+        )
     usage = response.usage
-    if usage.total_tokens == 0:
-        usage = Usage(input_tokens=input_tokens, output_tokens=_response_tokens(response))
+    if usage.input_tokens == 0 and usage.output_tokens == 0:
+        output_tokens = max(1, (len(response.text) + _calls_chars(tool_calls)) // 4)
+        usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
     return ModelResponse(
         text=response.text,
         tool_calls=tool_calls,
@@ -124,8 +137,3 @@ def _complete(response: ModelResponse, input_tokens: int, step: int) -> ModelRes
         usage=usage,
         model=response.model or "scripted",
     )
-
-
-def _response_tokens(response: ModelResponse) -> int:
-    chars = len(response.text) + sum(len(c.name) + len(str(c.arguments)) for c in response.tool_calls)
-    return max(1, chars // 4)

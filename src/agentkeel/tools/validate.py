@@ -34,6 +34,11 @@ class ValidCall:
     arguments: BaseModel
     json_arguments: dict[str, Any]
 
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The validated arguments by parameter name, for the call (read-only: do not modify)."""
+        return self.arguments.__dict__
+
 
 def validate_call(call: ToolCall, tools: Mapping[str, Tool]) -> ValidCall | ToolFailure:
     """Validate one call against the agent's tools."""
@@ -68,7 +73,7 @@ def validate_call(call: ToolCall, tools: Mapping[str, Tool]) -> ValidCall | Tool
         return ToolFailure(kind="invalid_arguments", message=invalid_arguments_message(tool, exc))
     except RecursionError:
         return ToolFailure(kind="invalid_arguments", message=f"The arguments for {tool.name} are nested too deeply.")
-    json_arguments = to_jsonable_python(arguments.model_dump(), fallback=str)
+    json_arguments = to_jsonable_python(arguments, fallback=str)
     return ValidCall(tool=tool, arguments=arguments, json_arguments=json_arguments)
 
 
@@ -161,6 +166,12 @@ def _fields_hint(tool: Tool) -> str:
 
 def nested_deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
     """Whether a JSON value nests deeper than ``limit`` (the journal keeps nothing deeper)."""
+    kind = type(value)
+    if kind is dict:
+        if not any(type(item) in _CONTAINERS for item in value.values()):
+            return False  # the common case: a flat object
+    elif kind not in _CONTAINERS:
+        return False
     stack: list[tuple[Any, int]] = [(value, 0)]  # iterative: the value may be nested past the recursion limit
     while stack:
         node, depth = stack.pop()
@@ -171,6 +182,9 @@ def nested_deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
         elif isinstance(node, (list, tuple)):
             stack.extend((item, depth + 1) for item in node)
     return False
+
+
+_CONTAINERS = (dict, list, tuple)
 
 
 def _echo(value: Any) -> str:

@@ -39,7 +39,6 @@ from agentkeel.tools.schema import takes_context
 from agentkeel.tools.tool import Reconciled, Tool, ToolContext
 from agentkeel.tools.validate import MAX_DEPTH, ValidCall, nested_deeper_than, validate_call
 
-
 ROW_REFRESH_S = 0.5
 """How stale a live run's figures (steps, tokens, cost) may be in listings such as ``keel runs``."""
 

@@ -47,9 +47,10 @@ def _lookup_order_sync(order_id: str) -> dict[str, str]:
 
 
 def lookup_tool(kind: str) -> Tool:
-    """The trivial tool, ``async`` or ``sync``, named ``lookup_order`` either way."""
+    """The trivial tool, ``async``, ``sync`` (in a worker thread) or ``inline`` (sync, on the event loop), named
+    ``lookup_order`` whichever it is."""
     fn = _lookup_order_async if kind == "async" else _lookup_order_sync
-    return tool(name="lookup_order")(fn)
+    return tool(name="lookup_order", inline=kind == "inline")(fn)
 
 
 def tool_calling_script(steps: int) -> ScriptedModel:

@@ -47,6 +47,9 @@ FIGURES = (
     Figure(key="floor_b_us", label="floor B: plain loop + 2 SQLite commits", unit="µs/step"),
     Figure(key="memory_async_us", label="agentkeel, MemoryStore, async tool", unit="µs/step", floor="floor_a_us"),
     Figure(key="memory_sync_us", label="agentkeel, MemoryStore, sync tool", unit="µs/step", floor="floor_a_us"),
+    Figure(
+        key="memory_inline_us", label="agentkeel, MemoryStore, sync tool inline", unit="µs/step", floor="floor_a_us"
+    ),
     Figure(key="memory_minimal_us", label="agentkeel, MemoryStore, MinimalModel", unit="µs/step", floor="floor_a_us"),
     Figure(
         key="memory_long_us",
@@ -130,6 +133,7 @@ def _cases(settings: Settings, tmp: Path, runner: asyncio.Runner, stack: context
         Case(name="floor B", measure=floor_b),
         Case(name="memory, async tool", measure=memory("memory_async_us", steps, tool_kind="async")),
         Case(name="memory, sync tool", measure=memory("memory_sync_us", steps, tool_kind="sync")),
+        Case(name="memory, sync tool inline", measure=memory("memory_inline_us", steps, tool_kind="inline")),
         Case(name="memory, minimal model", measure=memory("memory_minimal_us", steps, minimal=True)),
         Case(name="memory, long run", measure=memory("memory_long_us", long_steps)),
         Case(name="SQLite, async tool", measure=sqlite),

@@ -37,13 +37,21 @@ class PriceTable:
     def with_prices(self, **prices: Price) -> PriceTable:
         return PriceTable(prices={**self.prices, **prices})
 
+    def price(self, model: str) -> Price | None:
+        """The model's price, or its provider's (a ``provider`` key), or None."""
+        return self.prices.get(model) or self.prices.get(model.split(":", 1)[0])
+
     def cost(self, model: str, usage: Usage) -> float:
         """The cost in USD; 0 for a model the table does not know (``keel runs`` shows the tokens anyway)."""
-        price = self.prices.get(model) or self.prices.get(model.split(":", 1)[0])
-        if price is None:
-            return 0.0
-        cached = usage.cache_read_tokens
-        cache_price = price.input if price.cache_read is None else price.cache_read
-        return (
-            (usage.input_tokens - cached) * price.input + cached * cache_price + usage.output_tokens * price.output
-        ) / 1_000_000
+        return cost_of(self.price(model), usage)
+
+
+def cost_of(price: Price | None, usage: Usage) -> float:
+    """What ``usage`` costs at ``price`` (0 without a price)."""
+    if price is None:
+        return 0.0
+    cached = usage.cache_read_tokens
+    cache_price = price.input if price.cache_read is None else price.cache_read
+    return (
+        (usage.input_tokens - cached) * price.input + cached * cache_price + usage.output_tokens * price.output
+    ) / 1_000_000

@@ -339,3 +339,21 @@ def test_two_tools_with_one_name_are_refused() -> None:
 
     with pytest.raises(ConfigError, match="two tools are named 'lookup'"):
         Agent(name="a", model=ScriptedModel(["hi"]), tools=[lookup, other], store="memory://")
+
+
+def test_inline_is_for_sync_tools_only() -> None:
+    async def lookup(order_id: str) -> str:
+        return order_id
+
+    with pytest.raises(ConfigError, match="inline=True is for sync tools"):
+        tool(inline=True)(lookup)
+
+
+def test_an_inline_tool_cannot_declare_a_timeout() -> None:
+    def lookup(order_id: str) -> str:
+        return order_id
+
+    with pytest.raises(ConfigError, match="an inline tool cannot be timed out"):
+        tool(inline=True, timeout=1.0)(lookup)
+    assert tool(inline=True)(lookup).inline
+    assert not tool(lookup).inline

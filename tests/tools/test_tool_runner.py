@@ -109,6 +109,19 @@ async def test_a_sync_tool_runs_in_a_worker_thread_and_does_not_block_the_loop()
     assert ran_in and ran_in[0] != loop_thread
 
 
+async def test_an_inline_sync_tool_runs_on_the_event_loop_thread() -> None:
+    ran_in: list[int] = []
+
+    @tool(inline=True)
+    def quick(ctx: ToolContext, order_id: str) -> dict[str, Any]:
+        ran_in.append(threading.get_ident())
+        return {"order_id": order_id, "key": ctx.idempotency_key}
+
+    outcome = await run_tool(prepared(quick, order_id="#1234"), context(), on_retry=Retries().on_retry)
+    assert outcome.result == {"order_id": "#1234", "key": "r1:1.1"}
+    assert ran_in == [threading.get_ident()]
+
+
 async def test_tool_error_reaches_the_model_verbatim() -> None:
     @tool
     def lookup(order_id: str) -> str:

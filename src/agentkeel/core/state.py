@@ -132,7 +132,7 @@ class RunState:
 
     def apply(self, event: Event) -> None:
         """Move the state one event forward."""
-        if self.terminal:
+        if self.status in TERMINAL_STATUSES:
             raise JournalError(f"run {self.run_id}: event {event.kind!r} after the run ended ({self.status})")
         self.last_seq += 1
         self.updated_at = event.at

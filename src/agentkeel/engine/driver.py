@@ -33,7 +33,7 @@ from agentkeel.core.state import CallRecord, RunState
 from agentkeel.engine.tool_runner import ToolOutcome, result_text, run_tool
 from agentkeel.errors import ModelError
 from agentkeel.models.base import Model
-from agentkeel.pricing import PriceTable
+from agentkeel.pricing import PriceTable, cost_of
 from agentkeel.stores.base import CancelRequest, RunRow, Store
 from agentkeel.tools.schema import takes_context
 from agentkeel.tools.tool import Reconciled, Tool, ToolContext
@@ -72,6 +72,7 @@ class Driver:
         self._active_before = state.active_s
         self._commit_lock = asyncio.Lock()  # concurrent tool calls commit one at a time, in sequence order
         self._concurrent = False  # whether tool calls are running side by side (the lock is needed only then)
+        self._price = config.prices.price(config.model.name)
         self._row_status = ""  # the run row as last written: its status, and when
         self._row_written = 0.0
 
@@ -133,7 +134,7 @@ class Driver:
             return
         response = _journalable(response)
         now = time.time()
-        cost = self._config.prices.cost(self._config.model.name, response.usage)
+        cost = cost_of(self._price, response.usage)
         events: list[Event] = [
             ModelResponded(at=now, step=step, response=response, latency_s=time.perf_counter() - started, cost_usd=cost)
         ]
@@ -348,7 +349,10 @@ class Driver:
 def _journalable(response: ModelResponse) -> ModelResponse:
     """Arguments nested past what the journal can read back are kept as JSON text (validation then refuses
     them with a message the model can act on), so that a model's output can never make a journal unreadable."""
-    if not any(isinstance(c.arguments, dict) and nested_deeper_than(c.arguments) for c in response.tool_calls):
+    for call in response.tool_calls:
+        if type(call.arguments) is dict and nested_deeper_than(call.arguments):
+            break
+    else:
         return response
     calls = []
     for call in response.tool_calls:

@@ -110,6 +110,8 @@ async def _attempt(call: ValidCall, ctx: ToolContext) -> tuple[ToolFailure | Non
 async def _invoke(tool: Tool, ctx: ToolContext, kwargs: dict[str, Any]) -> Any:
     if tool.is_async:
         return await (tool.fn(ctx, **kwargs) if tool.takes_ctx else tool.fn(**kwargs))
+    if tool.inline:
+        return tool.fn(ctx, **kwargs) if tool.takes_ctx else tool.fn(**kwargs)
     if tool.takes_ctx:
         return await asyncio.to_thread(tool.fn, ctx, **kwargs)
     return await asyncio.to_thread(tool.fn, **kwargs)

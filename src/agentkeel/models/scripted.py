@@ -8,6 +8,7 @@ resumed run gets exactly the turn it would have got.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -60,7 +61,7 @@ class ScriptedModel:
             await asyncio.sleep(self._latency_s)
         if callable(self._script):
             turn = self._script(request)
-            if isinstance(turn, Awaitable):
+            if not isinstance(turn, (ModelResponse, str)) and inspect.isawaitable(turn):
                 turn = await turn
         else:
             if turns >= len(self._script):

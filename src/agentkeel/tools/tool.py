@@ -76,6 +76,8 @@ class Tool:
     effect: Effect = "read"
     idempotent: bool = True
     timeout_s: float | None = None
+    inline: bool = False
+    """A sync tool that runs on the event loop instead of a worker thread (for quick, non-blocking functions)."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     reconcile_fn: Callable[..., Any] | None = field(default=None, repr=False)
     arguments: type[BaseModel] = field(repr=False, default=BaseModel)
@@ -114,6 +116,7 @@ def tool(
     retries: int = 0,
     retry_on: tuple[type[BaseException], ...] = (),
     backoff: float = 0.2,
+    inline: bool = False,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -129,6 +132,7 @@ def tool(
     retries: int = 0,
     retry_on: tuple[type[BaseException], ...] = (),
     backoff: float = 0.2,
+    inline: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a typed function (sync or async) into a :class:`Tool`.
 
@@ -138,7 +142,8 @@ def tool(
         async def issue_refund(ctx: ToolContext, order_id: str, amount_usd: float) -> dict: ...
 
     ``idempotent`` defaults to True for read tools and False for write tools. A sync tool runs in a worker
-    thread so that it never blocks other runs.
+    thread so that it never blocks other runs; ``inline=True`` runs a quick, non-blocking sync tool (a lookup in
+    memory, a computation) on the event loop instead, saving the thread hand-off (~0.1 ms a call).
     """
 
     def build(function: Callable[..., Any]) -> Tool:
@@ -150,6 +155,7 @@ def tool(
             idempotent=idempotent,
             timeout=timeout,
             retry=RetryPolicy(retries=retries, on=retry_on, backoff_s=backoff),
+            inline=inline,
         )
 
     if fn is not None:
@@ -166,6 +172,7 @@ def make_tool(
     idempotent: bool | None,
     timeout: float | None,
     retry: RetryPolicy,
+    inline: bool = False,
 ) -> Tool:
     if isinstance(function, Tool):
         raise ConfigError(f"{function.name!r} is already a tool; apply @tool once")
@@ -185,6 +192,14 @@ def make_tool(
     for exc_type in retry.on:
         if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
             raise ConfigError(f"tool {tool_name!r}: retry_on must hold exception types, got {exc_type!r}")
+    is_async = inspect.iscoroutinefunction(function)
+    if inline and is_async:
+        raise ConfigError(f"tool {tool_name!r}: inline=True is for sync tools; an async tool already runs on the loop")
+    if inline and timeout is not None:
+        raise ConfigError(
+            f"tool {tool_name!r}: an inline tool cannot be timed out (nothing can interrupt it on the event loop); "
+            "drop inline=True to run it in a worker thread with its timeout"
+        )
     doc_description, param_docs = parse_docstring(function.__doc__)
     arguments = build_arguments_model(function, tool_name, param_docs)
     tool_description = description or doc_description or tool_name.replace("_", " ")
@@ -195,9 +210,10 @@ def make_tool(
         effect=effect,
         idempotent=(effect == "read") if idempotent is None else idempotent,
         timeout_s=timeout,
+        inline=inline,
         retry=retry,
         arguments=arguments,
         takes_ctx=takes_context(function),
-        is_async=inspect.iscoroutinefunction(function),
+        is_async=is_async,
         schema=ToolSchema(name=tool_name, description=tool_description, parameters=json_schema(arguments, tool_name)),
     )

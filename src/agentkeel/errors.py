@@ -33,13 +33,30 @@ class ToolError(Exception):
 
 
 class ModelError(Exception):
-    """A model call failed. ``retryable`` says whether the same request may succeed later."""
+    """A model call failed.
 
-    def __init__(self, message: str, *, retryable: bool = False, status_code: int | None = None) -> None:
+    ``retryable`` says whether the same request may succeed later (rate limits, server errors, timeouts, lost
+    connections); the engine retries those with backoff, waiting at least ``retry_after_s`` when the provider said
+    so, and journals every attempt. Anything else (authentication, a bad request) ends the run at once. The
+    message is for the operator: the provider's own words, and what to set or change.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        status_code: int | None = None,
+        retry_after_s: float | None = None,
+        kind: str = "other",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.status_code = status_code
+        self.retry_after_s = retry_after_s
+        self.kind = kind
+        """``rate_limit``, ``server``, ``timeout``, ``connection``, ``auth``, ``bad_request``, ``other``."""
 
 
 class KeelError(Exception):

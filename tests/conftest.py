@@ -12,7 +12,17 @@ from typing import Any
 
 import pytest
 
-from agentkeel import Agent, MemoryStore, ModelRequest, ModelResponse, ScriptedModel, SQLiteStore, Store, Tool
+from agentkeel import (
+    Agent,
+    MemoryStore,
+    ModelRequest,
+    ModelResponse,
+    RetryPolicy,
+    ScriptedModel,
+    SQLiteStore,
+    Store,
+    Tool,
+)
 from agentkeel.models.scripted import Script
 
 
@@ -86,6 +96,7 @@ def make_agent(store: Store) -> Callable[..., Agent]:
         if not hasattr(model, "respond"):
             model = RecordingModel(model)
         settings.setdefault("name", "test")
+        settings.setdefault("model_retry", RetryPolicy(retries=2, backoff_s=0.0))  # retried at once: no waiting
         return Agent(model=model, tools=list(tools), store=store, **settings)
 
     return build

@@ -20,7 +20,9 @@ from agentkeel.pricing import PriceTable
 from agentkeel.result import RunResult
 from agentkeel.stores.base import DEFAULT_LEASE_S, CancelRequest, RunRow, Store
 from agentkeel.stores.open import open_store
-from agentkeel.tools.tool import Tool
+from agentkeel.tools.tool import RetryPolicy, Tool
+
+DEFAULT_MODEL_RETRY = RetryPolicy(retries=4, backoff_s=0.5, max_backoff_s=30.0)
 
 
 class Agent:
@@ -42,6 +44,7 @@ class Agent:
         store: Store | str | None = None,
         prices: PriceTable | None = None,
         lease_s: float = DEFAULT_LEASE_S,
+        model_retry: RetryPolicy | None = None,
         deps: Any = None,
         ref: str = "",
     ) -> None:
@@ -61,6 +64,8 @@ class Agent:
         self.timeout = float(timeout) if timeout is not None else None
         self.prices = prices or PriceTable()
         self.lease_s = lease_s
+        self.model_retry = model_retry or DEFAULT_MODEL_RETRY
+        """How transient model failures (rate limits, server errors, timeouts) are retried; each is journaled."""
         self.deps = deps
         """Handed to tools as ``ctx.deps`` (a database handle, a client, ...) unless ``run(deps=...)`` overrides it."""
         self.ref = ref
@@ -77,6 +82,7 @@ class Agent:
             "store": store,
             "prices": prices,
             "lease_s": lease_s,
+            "model_retry": model_retry,
             "deps": deps,
             "ref": ref,
         }
@@ -174,6 +180,7 @@ class Agent:
             schemas=tuple(t.schema for t in self.tools.values()),
             prices=self.prices,
             lease_s=self.lease_s,
+            model_retry=self.model_retry,
             deps=self.deps if deps is None else deps,
         )
         return Driver(config=config, store=self.store, state=state, owner=owner, cancel=cancel)

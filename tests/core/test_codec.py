@@ -12,6 +12,7 @@ from agentkeel.core.events import (
     CallRetryAuthorized,
     Event,
     ModelResponded,
+    ModelRetrying,
     NoteWritten,
     RunEnded,
     RunPaused,
@@ -68,6 +69,7 @@ EVENTS: list[Event] = [
         arguments={"order_id": "#1234", "n": 3, "flag": True, "items": ["x"]},
         idempotency_key="r1:1.1",
     ),
+    ModelRetrying(at=2.15, step=2, attempt=1, error_kind="rate_limit", message="slow down", delay_s=1.5),
     ToolCallRetrying(at=2.2, call="1.1", attempt=1, error=FAILURE, delay_s=0.2),
     ToolCallFinished(
         at=2.3,

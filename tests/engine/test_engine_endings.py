@@ -14,6 +14,7 @@ from agentkeel import (
     ModelError,
     ModelRequest,
     ModelResponse,
+    RetryPolicy,
     ScriptedModel,
     Store,
     ToolContext,
@@ -23,7 +24,8 @@ from agentkeel import (
     reply,
     tool,
 )
-from agentkeel.core.events import RunEnded, ToolCallFinished
+from agentkeel.core.events import ModelRetrying, RunEnded, ToolCallFinished
+from agentkeel.core.state import replay
 
 MakeAgent = Callable[..., Agent]
 
@@ -107,13 +109,47 @@ async def test_model_error_when_the_script_runs_out(make_agent: MakeAgent) -> No
 
 
 async def test_model_error_raised_by_the_model(make_agent: MakeAgent, store: Store) -> None:
-    model = RaisingModel(ModelError("rate limited", retryable=True, status_code=429), [call("lookup")])
+    model = RaisingModel(ModelError("invalid model name", kind="bad_request", status_code=400), [call("lookup")])
     result = await make_agent(model, [lookup]).run("go")
     assert (result.status, result.reason) == ("failed", "model_error")
-    assert result.detail == "the model failed: rate limited"
+    assert result.detail == "the model failed: invalid model name"
     assert result.steps == 1
+    assert model.calls == 2  # not retried: the same request cannot succeed
     ended = await last_event(store, result.run_id)
-    assert ended.error == "the model failed: rate limited"
+    assert ended.error == "the model failed: invalid model name"
+
+
+async def test_a_persistent_transient_model_error_fails_after_the_retries(make_agent: MakeAgent, store: Store) -> None:
+    model = RaisingModel(ModelError("rate limited", retryable=True, status_code=429, kind="rate_limit"))
+    result = await make_agent(model, model_retry=RetryPolicy(retries=2, backoff_s=0.0)).run("go")
+    assert (result.status, result.reason) == ("failed", "model_error")
+    assert result.detail == "the model failed: rate limited (after 3 attempts)"
+    assert model.calls == 3
+    retries = [e for e in await store.load(result.run_id) if isinstance(e, ModelRetrying)]
+    assert [(e.step, e.attempt, e.error_kind, e.message) for e in retries] == [
+        (1, 1, "rate_limit", "rate limited"),
+        (1, 2, "rate_limit", "rate limited"),
+    ]
+
+
+async def test_a_transient_model_error_is_retried_and_the_run_completes(make_agent: MakeAgent, store: Store) -> None:
+    class FlakyModel:
+        name = "flaky"
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def respond(self, request: ModelRequest) -> ModelResponse:
+            self.calls += 1
+            if self.calls == 1:
+                raise ModelError("overloaded", retryable=True, status_code=529, kind="server")
+            return reply("fine")
+
+    model = FlakyModel()
+    result = await make_agent(model).run("go")
+    assert (result.status, result.output, model.calls) == ("completed", "fine", 2)
+    state = replay(await store.load(result.run_id))
+    assert state.model_retries == 1 and state.model_calls == 1
 
 
 @pytest.mark.parametrize("error", [RuntimeError("socket closed"), KeyError("choices"), TimeoutError("read timeout")])

@@ -90,6 +90,22 @@ class ModelResponded:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ModelRetrying:
+    """A model call failed transiently (rate limit, server error, timeout); another attempt follows."""
+
+    kind: Literal["model_retrying"] = "model_retrying"
+    at: float
+    step: int
+    attempt: int
+    """The attempt that failed (1-based)."""
+    error_kind: str
+    """``rate_limit``, ``server``, ``timeout``, ``connection``, ..."""
+    message: str
+    """The provider's message."""
+    delay_s: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ToolCallStarted:
     """The intent to run a validated tool call, committed before the tool runs."""
 
@@ -217,6 +233,7 @@ class RunEnded:
 Event = (
     RunStarted
     | ModelResponded
+    | ModelRetrying
     | ToolCallStarted
     | ToolCallRetrying
     | ToolCallFinished

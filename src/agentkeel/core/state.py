@@ -21,6 +21,7 @@ from agentkeel.core.events import (
     CallRetryAuthorized,
     Event,
     ModelResponded,
+    ModelRetrying,
     NoteWritten,
     RunEnded,
     RunPaused,
@@ -100,6 +101,8 @@ class RunState:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     model_calls: int = 0
+    model_retries: int = 0
+    """Failed model attempts that were retried (rate limits, server errors, ...)."""
     tool_calls: int = 0
     tool_errors: int = 0
     started_at: float = 0.0
@@ -184,6 +187,10 @@ def _model_responded(state: RunState, event: ModelResponded) -> None:
     state.messages.append(event.response.as_message())
 
 
+def _model_retrying(state: RunState, event: ModelRetrying) -> None:
+    state.model_retries += 1
+
+
 def _tool_call_started(state: RunState, event: ToolCallStarted) -> None:
     state.tool_calls += 1
     record = CallRecord(
@@ -266,6 +273,7 @@ def _run_started(state: RunState, event: RunStarted) -> None:
 _APPLY: dict[str, Callable[[RunState, Any], None]] = {
     "run_started": _run_started,
     "model_responded": _model_responded,
+    "model_retrying": _model_retrying,
     "tool_call_started": _tool_call_started,
     "tool_call_retrying": _tool_call_retrying,
     "tool_call_finished": _tool_call_finished,

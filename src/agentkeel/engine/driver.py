@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentkeel.core.decide import CallModel, Done, Finish, RecoverCalls, Wait, finish_if_answered, next_action
 from agentkeel.core.events import (
     Event,
     ModelResponded,
+    ModelRetrying,
     RunEnded,
     RunPaused,
     ToolCallFinished,
@@ -30,13 +32,14 @@ from agentkeel.core.events import (
 )
 from agentkeel.core.messages import ModelRequest, ModelResponse, ToolCall, ToolSchema
 from agentkeel.core.state import CallRecord, RunState
+from agentkeel.engine.model_call import ModelFailure, call_model
 from agentkeel.engine.tool_runner import ToolOutcome, result_text, run_tool
 from agentkeel.errors import ModelError
 from agentkeel.models.base import Model
 from agentkeel.pricing import PriceTable, cost_of
 from agentkeel.stores.base import CancelRequest, RunRow, Store
 from agentkeel.tools.schema import takes_context
-from agentkeel.tools.tool import Reconciled, Tool, ToolContext
+from agentkeel.tools.tool import Reconciled, RetryPolicy, Tool, ToolContext
 from agentkeel.tools.validate import MAX_DEPTH, ValidCall, nested_deeper_than, validate_call
 
 ROW_REFRESH_S = 0.5
@@ -53,6 +56,7 @@ class DriveConfig:
     schemas: tuple[ToolSchema, ...]
     prices: PriceTable
     lease_s: float
+    model_retry: RetryPolicy = field(default_factory=RetryPolicy)
     deps: Any = None
 
 
@@ -107,31 +111,18 @@ class Driver:
             instructions=self._config.instructions, messages=self.state.conversation(), tools=self._config.schemas
         )
         started = time.perf_counter()
-        remaining = self._remaining_s()
-        try:
-            if remaining is None:
-                response = await self._config.model.respond(request)
-            else:
-                async with asyncio.timeout(remaining):
-                    response = await self._config.model.respond(request)
-        except TimeoutError:
-            if remaining is not None and self._remaining_s() == 0.0:
-                return  # the next decision ends the run failed(timeout)
-            await self._end("failed", "model_error", self.state.last_model_text, "the model call timed out")
+        answer = await call_model(
+            self._config.model,
+            request,
+            policy=self._config.model_retry,
+            remaining_s=self._remaining_s,
+            on_retry=functools.partial(self._journal_model_retry, step),
+        )
+        if isinstance(answer, ModelFailure):
+            if not answer.deadline:  # a deadline: the next decision ends the run failed(timeout)
+                await self._end("failed", "model_error", self.state.last_model_text, answer.message)
             return
-        except ModelError as exc:
-            await self._end("failed", "model_error", self.state.last_model_text, f"the model failed: {exc.message}")
-            return
-        except Exception as exc:  # a provider's own exception, or a bug in a user's model
-            await self._end(
-                "failed", "model_error", self.state.last_model_text, f"the model raised {type(exc).__name__}: {exc}"
-            )
-            return
-        if not isinstance(response, ModelResponse):
-            await self._end(
-                "failed", "model_error", "", f"the model returned {type(response).__name__}, not a ModelResponse"
-            )
-            return
+        response = answer
         response = _journalable(response)
         now = time.time()
         cost = cost_of(self._price, response.usage)
@@ -146,6 +137,12 @@ class Driver:
         runnable = self._plan_calls(step, response.tool_calls, events, now)
         await self._commit(events, listed=not runnable)
         await self._execute(runnable)
+
+    async def _journal_model_retry(self, step: int, attempt: int, error: ModelError, delay: float) -> None:
+        retrying = ModelRetrying(
+            at=time.time(), step=step, attempt=attempt, error_kind=error.kind, message=error.message, delay_s=delay
+        )
+        await self._commit([retrying], listed=False)
 
     def _plan_calls(
         self, step: int, calls: Sequence[ToolCall], events: list[Event], now: float

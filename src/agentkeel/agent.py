@@ -60,6 +60,7 @@ class Agent:
         self.instructions = instructions
         self.model = resolve_model(model)
         self.tools = _index_tools(name, tools)
+        self._schemas = tuple(t.schema for t in self.tools.values())  # one tuple: models may cache by identity
         self.max_steps = max_steps
         self.timeout = float(timeout) if timeout is not None else None
         self.prices = prices or PriceTable()
@@ -177,7 +178,7 @@ class Agent:
             instructions=state.instructions,
             model=self.model,
             tools=self.tools,
-            schemas=tuple(t.schema for t in self.tools.values()),
+            schemas=self._schemas,
             prices=self.prices,
             lease_s=self.lease_s,
             model_retry=self.model_retry,

@@ -24,6 +24,9 @@ DEFAULT_PRICES: dict[str, Price] = {
     "openai:gpt-4.1-nano": Price(input=0.1, output=0.4, cache_read=0.025),
     "openai:gpt-4o": Price(input=2.5, output=10.0, cache_read=1.25),
     "openai:gpt-4o-mini": Price(input=0.15, output=0.6, cache_read=0.075),
+    "openai:gpt-5": Price(input=1.25, output=10.0, cache_read=0.125),
+    "openai:gpt-5-mini": Price(input=0.25, output=2.0, cache_read=0.025),
+    "openai:gpt-5-nano": Price(input=0.05, output=0.4, cache_read=0.005),
     "anthropic:claude-sonnet-4-5": Price(input=3.0, output=15.0, cache_read=0.3),
     "anthropic:claude-haiku-4-5": Price(input=1.0, output=5.0, cache_read=0.1),
     "anthropic:claude-opus-4-1": Price(input=15.0, output=75.0, cache_read=1.5),
@@ -48,7 +51,7 @@ class PriceTable:
 
 def cost_of(price: Price | None, usage: Usage) -> float:
     """What ``usage`` costs at ``price`` (0 without a price)."""
-    if price is None:
+    if price is None or (price.input == 0.0 and price.output == 0.0):
         return 0.0
     cached = usage.cache_read_tokens
     cache_price = price.input if price.cache_read is None else price.cache_read

@@ -159,6 +159,8 @@ class ModelRequest:
     tools: tuple[ToolSchema, ...] = ()
     max_output_tokens: int | None = None
     temperature: float | None = None
+    output_schema: dict[str, Any] | None = None
+    """A JSON schema the final answer's text must match; providers that can constrain their output to it do."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -116,7 +115,7 @@ class Driver:
             request,
             policy=self._config.model_retry,
             remaining_s=self._remaining_s,
-            on_retry=functools.partial(self._journal_model_retry, step),
+            on_retry=self._journal_model_retry,
         )
         if isinstance(answer, ModelFailure):
             if not answer.deadline:  # a deadline: the next decision ends the run failed(timeout)
@@ -138,7 +137,8 @@ class Driver:
         await self._commit(events, listed=not runnable)
         await self._execute(runnable)
 
-    async def _journal_model_retry(self, step: int, attempt: int, error: ModelError, delay: float) -> None:
+    async def _journal_model_retry(self, attempt: int, error: ModelError, delay: float) -> None:
+        step = self.state.steps_completed + 1
         retrying = ModelRetrying(
             at=time.time(), step=step, attempt=attempt, error_kind=error.kind, message=error.message, delay_s=delay
         )

@@ -122,11 +122,13 @@ def _calls_chars(calls: Sequence[ToolCall]) -> int:
 def _complete(response: ModelResponse, input_tokens: int, step: int) -> ModelResponse:
     """Fill in what a real provider would: call ids, usage, the model name."""
     tool_calls = response.tool_calls
-    if tool_calls and not all(call.id for call in tool_calls):
-        tool_calls = tuple(
-            call if call.id else ToolCall(id=f"call_{step}_{index}", name=call.name, arguments=call.arguments)
-            for index, call in enumerate(tool_calls, start=1)
-        )
+    for call in tool_calls:
+        if not call.id:
+            tool_calls = tuple(
+                call if call.id else ToolCall(id=f"call_{step}_{index}", name=call.name, arguments=call.arguments)
+                for index, call in enumerate(tool_calls, start=1)
+            )
+            break
     usage = response.usage
     if usage.input_tokens == 0 and usage.output_tokens == 0:
         output_tokens = max(1, (len(response.text) + _calls_chars(tool_calls)) // 4)

@@ -168,7 +168,10 @@ def nested_deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
     """Whether a JSON value nests deeper than ``limit`` (the journal keeps nothing deeper)."""
     kind = type(value)
     if kind is dict:
-        if not any(type(item) in _CONTAINERS for item in value.values()):
+        for item in value.values():
+            if type(item) in _CONTAINERS:
+                break
+        else:
             return False  # the common case: a flat object
     elif kind not in _CONTAINERS:
         return False

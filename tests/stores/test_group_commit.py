@@ -1,0 +1,87 @@
+"""Group commit on SQLite: concurrent runs share transactions; one write's failure undoes that write only."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from agentkeel import Agent, LeaseLost, ScriptedModel, SQLiteStore, call, reply, tool
+from agentkeel.core.events import NoteWritten, RunStarted
+from agentkeel.core.state import RunState, replay
+from agentkeel.stores.base import RunRow
+
+
+async def create(store: SQLiteStore, run_id: str, owner: str) -> RunState:
+    first = RunStarted(at=1.0, run_id=run_id, agent="a", task="t", model="scripted")
+    state = replay([first])
+    await store.create_run(first, RunRow.of(state), owner=owner, lease_s=30.0)
+    return state
+
+
+@tool
+async def lookup(order_id: str) -> dict[str, str]:
+    return {"order_id": order_id, "status": "shipped"}
+
+
+def note(n: int) -> NoteWritten:
+    return NoteWritten(at=2.0 + n, key="k", value=str(n))
+
+
+async def test_concurrent_runs_share_commits_and_each_journal_is_whole(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "keel.db")
+    script = ScriptedModel([call("lookup", order_id="#0001"), call("lookup", order_id="#0002"), reply("done")])
+    agent = Agent(name="many", model=script, tools=[lookup], store=store)
+    results = await asyncio.gather(*(agent.run(f"task {n}") for n in range(40)))
+    assert {r.status for r in results} == {"completed"}
+    writes, batches = store._group.writes, store._group.batches
+    assert batches < writes / 4, f"{writes} writes in {batches} transactions: no group commit"
+    for result in results:  # every run's journal is complete and in order
+        state = replay(await store.load(result.run_id))
+        assert (state.status, state.steps_completed, state.tool_calls) == ("completed", 3, 2)
+    await store.close()
+
+
+async def test_a_single_run_commits_each_write_at_once(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "keel.db")
+    agent = Agent(name="one", model=ScriptedModel([call("lookup", order_id="#0001"), reply("done")]), tools=[lookup])
+    result = await agent.replace(store=store).run("task")
+    assert result.status == "completed"
+    assert store._group.batches == store._group.writes  # alone: nothing to wait for
+    await store.close()
+
+
+async def test_a_fenced_write_fails_alone_and_the_batch_commits_the_rest(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "keel.db")
+    first: RunState = await create(store, "r1", "a")
+    second: RunState = await create(store, "r2", "b")
+
+    async def append(state: RunState, owner: str) -> None:
+        after = state.last_seq
+        event = note(after)
+        state.apply(event)
+        await store.append(state.run_id, owner, after, [event], RunRow.of(state))
+
+    batches = store._group.batches
+    outcomes = await asyncio.gather(append(first, "a"), append(second, "intruder"), return_exceptions=True)
+    assert outcomes[0] is None and isinstance(outcomes[1], LeaseLost)
+    assert store._group.batches == batches + 1  # both writes were in one transaction
+    assert len(await store.load("r1")) == 2  # the good write is durable
+    assert len(await store.load("r2")) == 1  # the fenced one left nothing
+    reopened = SQLiteStore(tmp_path / "keel.db")
+    assert len(await reopened.load("r1")) == 2
+    await reopened.close()
+    await store.close()
+
+
+@pytest.mark.parametrize("runs", [2, 25])
+async def test_leases_and_cancels_go_through_the_same_commits(tmp_path: Path, runs: int) -> None:
+    store = SQLiteStore(tmp_path / "keel.db")
+    states = [await create(store, f"r{n}", f"o{n}") for n in range(runs)]
+    leases = await asyncio.gather(*(store.acquire_lease(s.run_id, f"o{n}", 30.0) for n, s in enumerate(states)))
+    assert [lease.owner for lease in leases] == [f"o{n}" for n in range(runs)]
+    await asyncio.gather(*(store.release_lease(s.run_id, f"o{n}") for n, s in enumerate(states)))
+    others = await asyncio.gather(*(store.acquire_lease(s.run_id, "other", 30.0) for s in states))
+    assert {lease.owner for lease in others} == {"other"}
+    await store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 import socket
@@ -13,6 +14,7 @@ from typing import Any
 from agentkeel.core.events import RunResumed, RunStarted
 from agentkeel.core.state import RunState, replay
 from agentkeel.engine.driver import DriveConfig, Driver
+from agentkeel.engine.lease_keeper import LeaseKeeper
 from agentkeel.errors import ConfigError, JournalError, RunBusy
 from agentkeel.models.base import Model
 from agentkeel.models.resolve import resolve_model
@@ -73,6 +75,7 @@ class Agent:
         """Where ``keel resume`` can load this agent from (``file.py:name``); set by ``keel run``."""
         self._store_setting = store
         self._store: Store | None = None
+        self._keeper: LeaseKeeper | None = None
         self._settings: dict[str, Any] = {
             "name": name,
             "model": self.model,
@@ -184,7 +187,9 @@ class Agent:
             model_retry=self.model_retry,
             deps=self.deps if deps is None else deps,
         )
-        return Driver(config=config, store=self.store, state=state, owner=owner, cancel=cancel)
+        if self._keeper is None:
+            self._keeper = LeaseKeeper(self.store, self.lease_s)
+        return Driver(config=config, store=self.store, state=state, owner=owner, keeper=self._keeper, cancel=cancel)
 
     def _check_fits(self, state: RunState) -> None:
         """A run resumes only with an agent that has every tool it called."""
@@ -220,4 +225,10 @@ def new_run_id() -> str:
 
 
 def new_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+    """Who drives a run: host, process and a token (two drivers in one process are two owners)."""
+    return f"{_process()}:{secrets.token_hex(2)}"
+
+
+@functools.cache
+def _process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"

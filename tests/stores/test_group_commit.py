@@ -31,7 +31,8 @@ def note(n: int) -> NoteWritten:
 
 async def test_concurrent_runs_share_commits_and_each_journal_is_whole(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "keel.db")
-    script = ScriptedModel([call("lookup", order_id="#0001"), call("lookup", order_id="#0002"), reply("done")])
+    turns = [call("lookup", order_id="#0001"), call("lookup", order_id="#0002"), reply("done")]
+    script = ScriptedModel(turns, latency_s=0.001)  # every run waits on its model, so runs overlap
     agent = Agent(name="many", model=script, tools=[lookup], store=store)
     results = await asyncio.gather(*(agent.run(f"task {n}") for n in range(40)))
     assert {r.status for r in results} == {"completed"}

@@ -31,6 +31,7 @@ from agentkeel.core.events import (
 )
 from agentkeel.core.messages import ModelRequest, ModelResponse, ToolCall, ToolSchema
 from agentkeel.core.state import CallRecord, RunState
+from agentkeel.engine.lease_keeper import LeaseKeeper
 from agentkeel.engine.model_call import ModelFailure, call_model
 from agentkeel.engine.tool_runner import ToolOutcome, result_text, run_tool
 from agentkeel.errors import ModelError
@@ -63,8 +64,16 @@ class Driver:
     """Drives one run to its end or to a pause. Holds the run's lease while it does."""
 
     def __init__(
-        self, *, config: DriveConfig, store: Store, state: RunState, owner: str, cancel: CancelRequest | None = None
+        self,
+        *,
+        config: DriveConfig,
+        store: Store,
+        state: RunState,
+        owner: str,
+        keeper: LeaseKeeper,
+        cancel: CancelRequest | None = None,
     ) -> None:
+        self._keeper = keeper
         self._config = config
         self._store = store
         self.state = state
@@ -80,7 +89,7 @@ class Driver:
         self._row_written = 0.0
 
     async def drive(self) -> RunState:
-        heartbeat = asyncio.create_task(self._heartbeat())
+        self._keeper.hold(self.state.run_id, self._owner)
         try:
             while True:
                 action = next_action(self.state, driven_s=self._driven_s())
@@ -97,9 +106,7 @@ class Driver:
                 elif isinstance(action, CallModel):
                     await self._step(action.step)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(BaseException):
-                await heartbeat
+            self._keeper.drop(self.state.run_id)
             with contextlib.suppress(Exception):
                 await self._store.release_lease(self.state.run_id, self._owner)
 
@@ -324,13 +331,6 @@ class Driver:
                 )
             ]
         )
-
-    async def _heartbeat(self) -> None:
-        interval = self._config.lease_s / 3
-        while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):  # a lost lease surfaces at the next commit
-                await self._store.acquire_lease(self.state.run_id, self._owner, self._config.lease_s)
 
     # -- time -----------------------------------------------------------------------------------------------
 

@@ -114,6 +114,10 @@ class Store(Protocol):
         """Take or renew the run's lease; ``RunBusy`` if another owner holds an unexpired one."""
         ...
 
+    async def renew_lease(self, run_id: str, owner: str) -> bool:
+        """Extend ``owner``'s lease by its length from now; False (and nothing written) if it is not the owner's."""
+        ...
+
     async def release_lease(self, run_id: str, owner: str) -> None:
         """Give the lease up (a no-op if ``owner`` does not hold it)."""
         ...

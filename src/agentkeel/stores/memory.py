@@ -64,6 +64,15 @@ class MemoryStore:
         self._leases[run_id] = lease
         return lease
 
+    async def renew_lease(self, run_id: str, owner: str) -> bool:
+        held = self._leases.get(run_id)
+        if held is None or held.owner != owner:
+            return False
+        self._leases[run_id] = Lease(
+            run_id=run_id, owner=owner, expires_at=self._clock() + held.lease_s, lease_s=held.lease_s
+        )
+        return True
+
     async def release_lease(self, run_id: str, owner: str) -> None:
         held = self._leases.get(run_id)
         if held is not None and held.owner == owner:

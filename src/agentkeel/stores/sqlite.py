@@ -221,6 +221,16 @@ class SQLiteStore:
         self._leased.add(run_id)
         return lease
 
+    async def renew_lease(self, run_id: str, owner: str) -> bool:
+        def write(db: sqlite3.Connection) -> bool:
+            renewed = db.execute(
+                "UPDATE keel_leases SET expires_at = ? + lease_s WHERE run_id = ? AND owner = ?",
+                (self._clock(), run_id, owner),
+            ).rowcount
+            return bool(renewed)
+
+        return await self._group.submit(write)
+
     async def release_lease(self, run_id: str, owner: str) -> None:
         def write(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM keel_leases WHERE run_id = ? AND owner = ?", (run_id, owner))

@@ -1,0 +1,185 @@
+"""Many runs at once: N concurrent runs of 5 steps each, every model turn taking 50 ms (``python -m bench.concurrency``).
+
+The ideal wall time is 5 x 50 ms = 0.25 s whatever N is: the model latencies overlap and the engine's own work
+should hide inside them. The figure is the measured wall time and its ratio to that ideal, per store, plus the
+memory a run holds while it is parked (waiting on its model), measured with tracemalloc in a separate pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from pathlib import Path
+from typing import Any
+
+from agentkeel import Agent, MemoryStore, ModelRequest, ModelResponse, SQLiteStore, Store, call, open_store, reply, tool
+from bench.report import machine, source
+
+STEPS = 5
+LATENCY_S = 0.05
+IDEAL_S = STEPS * LATENCY_S
+TARGETS = {"memory": 1.3, "sqlite": 2.0, "postgres": 2.0}
+PARKED_KB_TARGET = 10.0
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@tool
+async def lookup_order(order_id: str) -> dict[str, str]:
+    """Look an order up."""
+    return {"order_id": order_id, "status": "shipped"}
+
+
+class SlowModel:
+    """Four tool calls then an answer, each turn after ``latency_s``; counts the runs parked inside it."""
+
+    name = "scripted"
+
+    def __init__(self, latency_s: float, parked_target: int = 0) -> None:
+        self.latency_s = latency_s
+        self.parked = 0
+        self.parked_target = parked_target
+        self.all_parked = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def respond(self, request: ModelRequest) -> ModelResponse:
+        done = (len(request.messages) - 1) // 2
+        if self.parked_target:
+            self.parked += 1
+            if self.parked == self.parked_target:
+                self.all_parked.set()
+            await self.release.wait()
+            self.parked -= 1
+        else:
+            await asyncio.sleep(self.latency_s)
+        if done < STEPS - 1:
+            return call("lookup_order", order_id=f"#{done:04d}")
+        return reply("All shipped.")
+
+
+def make_store(kind: str, tmp: Path) -> Store:
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        return SQLiteStore(tmp / f"{uuid.uuid4().hex}.db")
+    url = os.environ.get("KEEL_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+    separator = "&" if "?" in url else "?"
+    return open_store(f"{url}{separator}schema=bench_{uuid.uuid4().hex[:8]}")
+
+
+async def wall_time(kind: str, runs: int, tmp: Path) -> float:
+    store = make_store(kind, tmp)
+    agent = Agent(name="many", model=SlowModel(LATENCY_S), tools=[lookup_order], store=store)
+    try:
+        started = time.perf_counter()
+        results = await asyncio.gather(*(agent.run(f"task {n}") for n in range(runs)))
+        elapsed = time.perf_counter() - started
+    finally:
+        await store.close()
+    bad = [r for r in results if r.status != "completed" or r.steps != STEPS]
+    if bad:
+        raise RuntimeError(f"{len(bad)} of {runs} runs did not complete in {STEPS} steps: {bad[0]}")
+    return elapsed
+
+
+async def parked_bytes(runs: int) -> float:
+    """Bytes a run holds while parked on its model, in memory, engine and store included."""
+    model = SlowModel(0.0, parked_target=runs)
+    agent = Agent(name="parked", model=model, tools=[lookup_order], store=MemoryStore())
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    tasks = [asyncio.create_task(agent.run(f"task {n}")) for n in range(runs)]
+    await model.all_parked.wait()
+    gc.collect()
+    during = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    model.release.set()
+    await asyncio.gather(*tasks)
+    return (during - before) / runs
+
+
+def measure(kinds: list[str], runs_list: list[int], repeats: int) -> dict[str, Any]:
+    figures: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="agentkeel-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        for runs in runs_list:
+            for kind in kinds:
+                samples = []
+                for _ in range(repeats):
+                    gc.collect()
+                    samples.append(asyncio.run(wall_time(kind, runs, tmp)))
+                median = statistics.median(samples)
+                figures.append(
+                    {
+                        "store": kind,
+                        "runs": runs,
+                        "wall_s": median,
+                        "samples": samples,
+                        "x_ideal": median / IDEAL_S,
+                        "target": TARGETS[kind] if runs == 1000 else None,
+                    }
+                )
+                print(f"  {kind:8} {runs:>6,} runs: {median:.3f} s ({median / IDEAL_S:.2f}x ideal)", file=sys.stderr)
+    parked = asyncio.run(parked_bytes(1000))
+    return {"figures": figures, "parked_bytes_per_run": parked}
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = [
+        f"{STEPS} steps a run, {LATENCY_S * 1000:.0f} ms a model turn: ideal wall time {IDEAL_S:.2f} s",
+        f"{'store':10}{'runs':>8}{'wall s':>10}{'x ideal':>10}  target",
+    ]
+    for figure in result["figures"]:
+        target = figure["target"]
+        verdict = "" if target is None else f"≤ {target}x {'PASS' if figure['x_ideal'] <= target else 'MISS'}"
+        lines.append(
+            f"{figure['store']:10}{figure['runs']:>8,}{figure['wall_s']:>10.3f}{figure['x_ideal']:>10.2f}  {verdict}"
+        )
+    kb = result["parked_bytes_per_run"] / 1024
+    verdict = "PASS" if kb <= PARKED_KB_TARGET else "MISS"
+    lines.append(f"memory per parked run: {kb:.1f} KB (≤ {PARKED_KB_TARGET:.0f} KB {verdict})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.concurrency", description=__doc__.splitlines()[0])
+    parser.add_argument("--stores", default="memory,sqlite,postgres", help="comma-separated: memory,sqlite,postgres")
+    parser.add_argument("--runs", default="1000,10000", help="comma-separated run counts")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    kinds = [kind for kind in args.stores.split(",") if kind]
+    if "postgres" in kinds and not _postgres_reachable():
+        print("  postgres: no server at 127.0.0.1:5432 (KEEL_BENCH_POSTGRES), skipped", file=sys.stderr)
+        kinds.remove("postgres")
+    result = measure(kinds, [int(n) for n in args.runs.split(",")], args.repeats)
+    result.update(machine=machine(), source=source(), date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    print(render(result))
+    out = args.out or RESULTS / f"concurrency-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"raw figures: {out}")
+    return 0
+
+
+def _postgres_reachable() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

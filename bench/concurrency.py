@@ -1,4 +1,4 @@
-"""Many runs at once: N concurrent runs of 5 steps each, every model turn taking 50 ms (``python -m bench.concurrency``).
+"""Many runs at once: N concurrent runs of 5 steps, every model turn taking 50 ms (`python -m bench.concurrency`).
 
 The ideal wall time is 5 x 50 ms = 0.25 s whatever N is: the model latencies overlap and the engine's own work
 should hide inside them. The figure is the measured wall time and its ratio to that ideal, per store, plus the

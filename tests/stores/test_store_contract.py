@@ -226,4 +226,18 @@ async def test_an_append_to_an_unknown_run_fails_and_creates_nothing(store: Stor
 
 
 async def test_the_store_names_where_it_lives(store: Store) -> None:
-    assert store.url.startswith(("memory://", "sqlite:///"))
+    assert store.url.startswith(("memory://", "sqlite:///", "postgresql://"))
+
+
+async def test_renewing_extends_only_the_owner_s_lease_and_never_recreates_one(store: Store, clock) -> None:  # type: ignore[no-untyped-def]
+    await create(store)  # leased to "a"
+    clock.advance(LEASE_S - 1)
+    assert await store.renew_lease("r1", "a") is True
+    clock.advance(LEASE_S - 1)  # past the first expiry, inside the renewed one
+    with pytest.raises(RunBusy):
+        await store.acquire_lease("r1", "b", LEASE_S)
+    assert await store.renew_lease("r1", "b") is False  # not b's to renew
+    await store.release_lease("r1", "a")
+    assert await store.renew_lease("r1", "a") is False  # released: a late heartbeat must not take it back
+    lease = await store.acquire_lease("r1", "b", LEASE_S)
+    assert lease.owner == "b"

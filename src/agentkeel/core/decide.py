@@ -8,27 +8,26 @@ and asks the same question.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from agentkeel.core.messages import ModelResponse
+from agentkeel.core.record import record
 from agentkeel.core.state import CallRecord, RunState
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class CallModel:
     """Ask the model for step ``step``."""
 
     step: int
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class RecoverCalls:
     """Calls that started and never finished (the driver died): resolve each by its tool's contract."""
 
     calls: tuple[CallRecord, ...]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class Finish:
     """End the run."""
 
@@ -38,7 +37,7 @@ class Finish:
     error: str = ""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class Wait:
     """Nothing to do until a person acts: the run stays paused."""
 
@@ -46,7 +45,7 @@ class Wait:
     detail: str
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class Done:
     """The run has already ended."""
 

@@ -16,10 +16,10 @@ Times (``at``) are seconds since the epoch, supplied by the runner: the core rea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from agentkeel.core.messages import ModelResponse
+from agentkeel.core.record import record
 
 RunStatus = Literal["running", "paused", "completed", "failed", "cancelled"]
 """Where a run stands. ``paused``, ``failed`` and ``cancelled`` always come with a reason."""
@@ -38,7 +38,7 @@ FailureKind = Literal[
 """Why a tool call did not produce a result."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ToolFailure:
     """What went wrong in a tool call, for the operator (the model gets ``ToolCallFinished.content``)."""
 
@@ -51,7 +51,7 @@ class ToolFailure:
     """The full traceback: journal and traces only, never the model."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class RunStarted:
     """The first event of every run: the task and the configuration it runs under."""
 
@@ -76,7 +76,7 @@ class RunStarted:
     """The run that started this one (subagents)."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ModelResponded:
     """A model call that returned. Its response is never requested again."""
 
@@ -89,7 +89,7 @@ class ModelResponded:
     cost_usd: float = 0.0
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ModelRetrying:
     """A model call failed transiently (rate limit, server error, timeout); another attempt follows."""
 
@@ -105,7 +105,7 @@ class ModelRetrying:
     delay_s: float
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ToolCallStarted:
     """The intent to run a validated tool call, committed before the tool runs."""
 
@@ -122,7 +122,7 @@ class ToolCallStarted:
     """Stable for this call across retries and resumes."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ToolCallRetrying:
     """A transient failure of one attempt; another attempt follows after ``delay_s``."""
 
@@ -135,7 +135,7 @@ class ToolCallRetrying:
     delay_s: float
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ToolCallFinished:
     """A tool call's outcome: a result, or a failure the model can act on."""
 
@@ -155,7 +155,7 @@ class ToolCallFinished:
     """Set when a person supplied the outcome of an interrupted call (``keel resolve``)."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class CallRetryAuthorized:
     """A person decided that an interrupted call may run again (``keel resolve --retry``)."""
 
@@ -165,7 +165,7 @@ class CallRetryAuthorized:
     by: str
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ToolCallResumed:
     """An interrupted call runs again (after a crash): committed before the new attempt starts, so that a crash
     during it is itself an interruption (an authorised retry covers one attempt, not every later one)."""
@@ -180,7 +180,7 @@ class ToolCallResumed:
     happen)."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class NoteWritten:
     """The agent's scratchpad: notes survive compaction and resume."""
 
@@ -190,7 +190,7 @@ class NoteWritten:
     value: str
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class RunPaused:
     """The run waits for a person; the driving process may exit."""
 
@@ -203,7 +203,7 @@ class RunPaused:
     calls: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class RunResumed:
     """A process took the run over (after a crash, or after a pause was resolved)."""
 
@@ -213,7 +213,7 @@ class RunResumed:
     """Who drives it now (host and process)."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class RunEnded:
     """The last event of a run."""
 

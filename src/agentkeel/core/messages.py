@@ -7,14 +7,16 @@ talks to. Messages carry a ``kind`` discriminator so that they round-trip throug
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal, overload
+
+from agentkeel.core.record import record
 
 StopReason = Literal["end_turn", "tool_use", "max_tokens", "stop_sequence", "content_filter", "other"]
 """Why the model stopped: it finished its turn, it asked for tools, it ran out of output tokens, ..."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class Usage:
     """Tokens a model call consumed, as the provider reported them."""
 
@@ -43,7 +45,7 @@ class Usage:
 ZERO_USAGE = Usage()
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ToolCall:
     """One call the model asked for. A response may hold several."""
 
@@ -55,7 +57,7 @@ class ToolCall:
     """Parsed arguments, or the raw JSON text when the provider sends text (it may be malformed)."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class UserMessage:
     """Text from the person or system that gave the task."""
 
@@ -63,7 +65,7 @@ class UserMessage:
     text: str
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class AssistantMessage:
     """What the model said: text, tool calls, or both."""
 
@@ -72,7 +74,7 @@ class AssistantMessage:
     tool_calls: tuple[ToolCall, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ToolResultMessage:
     """The outcome of one tool call, as the model will read it."""
 
@@ -138,7 +140,7 @@ class Conversation(Sequence[Message]):
         return f"Conversation({list(self)!r})"
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ToolSchema:
     """How a tool is described to a model."""
 
@@ -148,7 +150,7 @@ class ToolSchema:
     """A JSON schema (an object) for the arguments."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ModelRequest:
     """Everything a model needs for one turn."""
 
@@ -163,7 +165,7 @@ class ModelRequest:
     """A JSON schema the final answer's text must match; providers that can constrain their output to it do."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ModelResponse:
     """One turn of the model."""
 

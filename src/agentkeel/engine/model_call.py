@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from agentkeel.core.messages import ModelRequest, ModelResponse
+from agentkeel.core.record import record
 from agentkeel.errors import ModelError
 from agentkeel.models.base import Model
 from agentkeel.tools.tool import RetryPolicy
@@ -22,7 +22,7 @@ OnModelRetry = Callable[[int, ModelError, float], Awaitable[None]]
 """(failed attempt, its error, the wait before the next one)."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ModelFailure:
     """Why a model turn produced no response."""
 

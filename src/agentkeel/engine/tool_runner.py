@@ -11,12 +11,12 @@ import asyncio
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import to_json, to_jsonable_python
 
 from agentkeel.core.events import ToolFailure
+from agentkeel.core.record import record
 from agentkeel.errors import ToolError
 from agentkeel.tools.tool import Tool, ToolContext
 from agentkeel.tools.validate import MAX_DEPTH, ValidCall, nested_deeper_than
@@ -25,7 +25,7 @@ OnRetry = Callable[[int, ToolFailure, float], Awaitable[None]]
 """Called after a transient failure, before the wait: (failed attempt, failure, delay in seconds)."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ToolOutcome:
     """What a call produced: a JSON result and its text for the model, or a failure."""
 

@@ -16,6 +16,7 @@ from typing import Any, Literal, overload
 from pydantic import BaseModel
 
 from agentkeel.core.messages import ToolSchema
+from agentkeel.core.record import record
 from agentkeel.errors import ConfigError
 from agentkeel.tools.schema import build_arguments_model, json_schema, parse_docstring, takes_context
 
@@ -24,7 +25,7 @@ Effect = Literal["read", "write"]
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ToolContext:
     """What a tool that takes ``ctx`` as its first parameter receives."""
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -17,6 +16,7 @@ from pydantic_core import to_jsonable_python
 
 from agentkeel.core.events import ToolFailure
 from agentkeel.core.messages import ToolCall
+from agentkeel.core.record import record
 from agentkeel.tools.tool import Tool
 
 MAX_ECHO = 120
@@ -26,7 +26,7 @@ MAX_DEPTH = 64
 """How deeply arguments may nest: much deeper values cannot be journaled as JSON and read back."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@record
 class ValidCall:
     """A call that may run: its tool, its validated arguments, and the same arguments as JSON values."""
 

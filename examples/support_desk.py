@@ -6,8 +6,9 @@
 
 The tools and the shop's database are the demo's (``agentkeel.demo``); the database is created under
 ``.keel/examples/`` on first use. The model is scripted, offline and deterministic: it looks up the order the
-question names and answers from what the tool returned. With a real model (``model="openai:gpt-4.1-mini"``,
-when providers arrive) the same agent answers any question its tools can.
+question names and answers from what the tool returned. With a real model (``keel run ... --model
+openai:gpt-4.1-mini``, or any OpenAI-compatible server via ``OPENAI_BASE_URL``) the same agent answers any
+question its tools can.
 """
 
 from __future__ import annotations

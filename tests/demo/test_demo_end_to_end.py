@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -15,15 +16,19 @@ from typing import Any
 
 import pytest
 
-from agentkeel.core.events import RunResumed, ToolCallFinished, ToolCallRetrying, ToolCallStarted
+from agentkeel.core.events import RunResumed, RunStarted, ToolCallFinished, ToolCallRetrying, ToolCallStarted
 from agentkeel.stores.sqlite import SQLiteStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+from openai_server import FakeOpenAI, calls, function_call, text
 
 ANSI = re.compile(r"\x1b\[")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support_desk.py"
 
 
-def keel(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def keel(cwd: Path, *args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("KEEL_STORE", "FORCE_COLOR", "TTY_COMPATIBLE")}
+    env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "agentkeel.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
@@ -94,14 +99,70 @@ def test_the_demo_runs_end_to_end_and_proves_the_refund_happened_once(tmp_path: 
     assert "after a resume" in shown.stdout
 
 
-def test_a_real_model_is_refused_cleanly_until_providers_arrive(tmp_path: Path) -> None:
-    demo = keel(tmp_path, "demo", "--model", "openai:gpt-4.1-mini")
+def test_an_unknown_model_provider_is_refused_cleanly(tmp_path: Path) -> None:
+    demo = keel(tmp_path, "demo", "--model", "acme:large")
 
     assert demo.returncode == 2
     assert demo.stdout == ""
-    assert demo.stderr.startswith("error: model 'openai:gpt-4.1-mini': the openai provider is not part of")
+    assert demo.stderr.startswith("error: model 'acme:large': unknown provider 'acme'")
     assert "Traceback" not in demo.stderr
     assert len(demo.stderr.strip().splitlines()) == 1
+
+
+def desk_turns() -> list[Any]:
+    """What a real model might answer on the five tickets, turn by turn (the worker's two turns, then the turn
+    after the resume, come last)."""
+
+    def call(call_id: str, name: str, **arguments: Any) -> dict[str, Any]:
+        return function_call(call_id, name, arguments)
+
+    refused = {"order_id": "#1004", "amount_usd": 45.0, "reason": "kettle stopped working"}
+    return [
+        calls(call("call_11", "get_order", order_id="#1001"), content="Let me look that up."),
+        text("Hi Ana, your brass desk lamp is on its way with Parcelo (PX-771203)."),
+        calls(call("call_21", "get_order", order_id="#1002")),
+        calls(call("call_22", "track_shipment", order_id="#1002")),
+        text("Hi Ben, the label was unreadable; it was relabelled today and arrives tomorrow."),
+        calls(call("call_31", "get_order", order_id="1003")),
+        calls(call("call_32", "get_order", order_id="#1003")),
+        text("Hi Chloé, your wool throw was delivered."),
+        calls(call("call_41", "get_order", order_id="#1004"), call("call_42", "read_policy", topic="refunds")),
+        calls(call("call_43", "issue_refund", **refused)),
+        calls(call("call_44", "escalate_to_human", order_id="#1004", summary="Kettle failed outside the window.")),
+        text("Hi Dev, a colleague will reply within a working day."),
+        calls(call("call_51", "get_order", order_id="#1005")),
+        calls(call("call_52", "issue_refund", order_id="#1005", amount_usd=249.0, reason="cracked screen")),
+        text("Hi Eva, I've refunded $249.00 for your monitor."),
+    ]
+
+
+@pytest.mark.crash
+def test_the_demo_with_a_real_model_lets_it_drive_and_still_proves_one_refund(tmp_path: Path) -> None:
+    with FakeOpenAI() as server:
+        server.queue(*desk_turns())
+        env = {"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-test", "NO_PROXY": "127.0.0.1"}
+        demo = keel(tmp_path, "demo", "--model", "openai:test-model", env_extra=env)
+
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    out = demo.stdout
+    assert "The model is openai:test-model" in out and "The model is scripted" not in out
+    assert "the worker was killed (SIGKILL) inside issue_refund" in out
+    assert "Proof: refunds for order #1005 in the shop's database: 1." in out
+    assert (server.pending, server.unexpected, len(server.requests)) == (0, 0, 15)
+
+    runs = journals(tmp_path / ".keel" / "keel.db")
+    assert len(runs) == 5
+    for journal in runs.values():
+        assert isinstance(journal[0], RunStarted) and journal[0].model == "openai:test-model"
+        assert journal[-1].kind == "run_ended" and journal[-1].status == "completed"
+    corrected = next(j for task, j in runs.items() if "1003" in task)
+    outcomes = [(e.error.kind if e.error else "ok") for e in corrected if isinstance(e, ToolCallFinished)]
+    assert outcomes == ["invalid_arguments", "ok"]
+    # the turn after the resume saw the refund's receipt, from the second run of issue_refund (same key)
+    [after_resume] = [m for m in server.requests[-1].body["messages"] if m.get("tool_call_id") == "call_52"]
+    assert json.loads(after_resume["content"])["refund_id"] == "R-1"
+    with sqlite3.connect(tmp_path / ".keel" / "demo" / "shop.db") as shop:
+        assert shop.execute("SELECT count(*) FROM refunds WHERE order_id = '#1005'").fetchone()[0] == 1
 
 
 def test_the_demo_needs_a_store_two_processes_share(tmp_path: Path) -> None:

@@ -55,6 +55,15 @@ AgentOption = Annotated[
     typer.Option("--agent", help="Load the agent from FILE.py:NAME or module:NAME instead of the run's own reference."),
 ]
 RunArgument = Annotated[str, typer.Argument(help="A run id, or a unique prefix of one.", show_default=False)]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        show_default=False,
+        help="Use this model instead of the agent's: provider:name, e.g. openai:gpt-4.1-mini (OPENAI_BASE_URL and "
+        "OPENAI_API_KEY say where and with which key).",
+    ),
+]
 
 
 def main() -> None:
@@ -127,6 +136,7 @@ async def _show_outcome(out: Output, store: Store, result: RunResult, agent: str
 def run(
     target: Annotated[str, typer.Argument(metavar="FILE.py:AGENT", help=f"Where the agent is, e.g. {EXAMPLE}.")],
     task: Annotated[str, typer.Argument(help="The task, in quotes.")],
+    model: ModelOption = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -135,6 +145,7 @@ def run(
 
     async def work() -> int:
         agent, ref = load_agent(target)
+        agent = _with_model(agent, model)  # before the store opens: a wrong model name changes nothing
         async with _opened(store) as opened:
             agent = agent.replace(ref=ref, store=opened)
             result = await agent.run(task)
@@ -147,6 +158,7 @@ def run(
 def resume(
     run_id: RunArgument,
     agent: AgentOption = None,
+    model: ModelOption = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -160,14 +172,14 @@ def resume(
             if state.terminal:
                 out.note(f"run {found} has already ended: nothing to resume")
                 return await _show_outcome(out, opened, RunResult.of(state), state.agent)
-            loaded = _agent_for(state, agent)
+            loaded = _agent_for(state, agent, model)
             result = await loaded.replace(store=opened).resume(found)
             return await _show_outcome(out, opened, result, state.agent)
 
     _execute(out, work)
 
 
-def _agent_for(state: RunState, override: str | None) -> Agent:
+def _agent_for(state: RunState, override: str | None, model: str | None) -> Agent:
     ref = override or state.agent_ref
     if not ref:
         raise UsageProblem(
@@ -175,7 +187,13 @@ def _agent_for(state: RunState, override: str | None) -> Agent:
             "`keel run`): pass --agent FILE.py:NAME"
         )
     agent, _ = load_agent(ref)
-    return agent
+    return _with_model(agent, model)
+
+
+def _with_model(agent: Agent, model: str | None) -> Agent:
+    """The agent with ``--model`` in place of its own model (a ``provider:name`` string, resolved here so that a
+    wrong name or a missing SDK is reported before anything runs)."""
+    return agent if model is None else agent.replace(model=model)
 
 
 @app.command()
@@ -189,6 +207,7 @@ def resolve(
     skip: Annotated[bool, typer.Option("--skip", help="Tell the agent it did not run.")] = False,
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Record the decision; do not resume.")] = False,
     agent: AgentOption = None,
+    model: ModelOption = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -202,7 +221,7 @@ def resolve(
             before = replay(events)
             others = [c for c in before.attention if c != call]
             will_resume = not no_resume and not others and call in before.attention
-            loaded = _agent_for(before, agent) if will_resume else None  # fail before recording anything
+            loaded = _agent_for(before, agent, model) if will_resume else None  # fail before recording anything
             by = _operator()
             after = await resolve_call(opened, found, call, decision, result=value, by=by)
             out.note(f"recorded: call {call} ({before.calls[call].name}) {_DONE[decision]}, by {by}")
@@ -317,7 +336,12 @@ def show(run_id: RunArgument, store: StoreOption = None, as_json: JsonOption = F
 def demo(
     store: StoreOption = None,
     model: Annotated[
-        str, typer.Option("--model", help="scripted (offline), or provider:name, e.g. openai:gpt-4.1-mini.")
+        str,
+        typer.Option(
+            "--model",
+            help="scripted (offline), or provider:name, e.g. openai:gpt-4.1-mini: the real model handles the same "
+            "tickets.",
+        ),
     ] = "scripted",
 ) -> None:
     """A customer-support desk handles five tickets: retries, a corrected argument, a refund, a crash and resume."""

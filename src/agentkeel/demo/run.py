@@ -6,6 +6,10 @@
 4. a refund the policy forbids: the tool refuses with an actionable message; the agent escalates to a person;
 5. a refund in a separate process that is killed (SIGKILL) right after the money moved; this process resumes
    the run; the refund tool runs again with the same idempotency key; the shop's database proves one refund.
+
+The model is scripted by default. With ``--model provider:name`` a real model handles the same tickets with the
+same tools, shop and crash; it decides every turn itself, so the story may differ (the proof of one refund does
+not).
 """
 
 from __future__ import annotations
@@ -95,10 +99,16 @@ def _introduce(out: Output, url: str, real: Model | None) -> None:
         )
         out.print(
             "To plug in a real model: keel demo --model openai:gpt-4.1-mini with OPENAI_API_KEY set, or any "
-            "OpenAI-compatible server via OPENAI_BASE_URL (model providers arrive in the next release)."
+            "OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio) via OPENAI_BASE_URL."
         )
     else:
-        out.print(Text(f"The model is {real.name}.", style="bold yellow"))
+        out.print(
+            Text(
+                f"The model is {real.name}: it reads each ticket and decides every turn itself (no script). The "
+                "journal, the tools, the shop's database, the retries and the crash are the same as offline.",
+                style="bold yellow",
+            )
+        )
     out.print(Text(f"store  {url}   (every run is journaled here)", style="dim"))
     out.print(
         Text(
@@ -123,6 +133,13 @@ async def _crash_and_resume(
     command += ["--run-id", run_id, "--model", model]
     out.print(Text("A worker process takes this ticket (python -m agentkeel.demo.worker).", style="dim"))
     worker = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, check=False)
+    if worker.returncode == 0 and real is not None:
+        out.error(
+            f"{real.name} ended the refund ticket without calling issue_refund ({worker.stderr.strip()}), so there "
+            "was no crash to resume: a real model decides for itself. Run the demo again, or without --model for "
+            "the scripted story."
+        )
+        return None
     if worker.returncode != -signal.SIGKILL:
         out.error(
             f"the worker should have been killed inside issue_refund, but it exited with code {worker.returncode}: "

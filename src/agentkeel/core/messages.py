@@ -117,7 +117,7 @@ class Conversation(Sequence[Message]):
 
     def __getitem__(self, index: int | slice) -> Message | list[Message]:
         if isinstance(index, slice):
-            return self._messages[: self._length][index]
+            return self._messages[slice(*index.indices(self._length))]
         if index < 0:
             index += self._length
         if not 0 <= index < self._length:

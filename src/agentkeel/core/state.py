@@ -138,11 +138,12 @@ class RunState:
         if self.status in TERMINAL_STATUSES:
             raise JournalError(f"run {self.run_id}: event {event.kind!r} after the run ended ({self.status})")
         self.last_seq += 1
-        self.updated_at = event.at
+        at = event.at
+        self.updated_at = at
         # Nobody drives a run in the gap before a resume, nor while it is paused waiting for a person.
-        if event.kind != "run_resumed" and self.status != "paused":
-            self.active_s += max(0.0, event.at - self.segment_start)
-        self.segment_start = event.at
+        if at > self.segment_start and self.status != "paused" and event.kind != "run_resumed":
+            self.active_s += at - self.segment_start
+        self.segment_start = at
         _APPLY[event.kind](self, event)
 
     def _to(self, status: RunStatus, reason: str = "", detail: str = "") -> None:

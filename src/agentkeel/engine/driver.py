@@ -33,7 +33,7 @@ from agentkeel.core.messages import ModelRequest, ModelResponse, ToolCall, ToolS
 from agentkeel.core.state import CallRecord, RunState
 from agentkeel.engine.lease_keeper import LeaseKeeper
 from agentkeel.engine.model_call import ModelFailure, call_model
-from agentkeel.engine.tool_runner import ToolOutcome, result_text, run_tool
+from agentkeel.engine.tool_runner import OnRetry, ToolOutcome, result_text, run_tool
 from agentkeel.errors import ModelError
 from agentkeel.models.base import Model
 from agentkeel.pricing import PriceTable, cost_of
@@ -210,18 +210,17 @@ class Driver:
                 agent=self.state.agent,
                 deps=self._config.deps,
             )
-
-            async def journal_retry(failed_attempt: int, failure: ToolFailure, delay: float) -> None:
-                await self._commit(
-                    [
-                        ToolCallRetrying(
-                            at=time.time(), call=call_id, attempt=failed_attempt, error=failure, delay_s=delay
-                        )
-                    ]
-                )
-
-            outcome = await run_tool(valid, ctx, on_retry=journal_retry)
+            outcome = await run_tool(valid, ctx, on_retry=self._retry_journal(call_id))
         await self._commit([_finished(call_id, tool_call_id, valid.tool.name, outcome)])
+
+    def _retry_journal(self, call_id: str) -> OnRetry:
+        async def journal_retry(failed_attempt: int, failure: ToolFailure, delay: float) -> None:
+            retrying = ToolCallRetrying(
+                at=time.time(), call=call_id, attempt=failed_attempt, error=failure, delay_s=delay
+            )
+            await self._commit([retrying], listed=False)
+
+        return journal_retry
 
     # -- recovery after a crash -----------------------------------------------------------------------------
 
@@ -290,23 +289,24 @@ class Driver:
     async def _commit(self, events: list[Event], *, listed: bool = True) -> None:
         """Append to the journal, then to the state. If the append fails the driver stops (the error propagates),
         so nothing acts on a state the journal does not hold."""
-        if self._concurrent:
+        if self._concurrent:  # tool calls side by side: their commits go one at a time, in sequence order
             async with self._commit_lock:
-                await self._append(events, listed)
+                await self._commit_now(events, listed)
         else:
-            await self._append(events, listed)
+            await self._commit_now(events, listed)
 
-    async def _append(self, events: list[Event], listed: bool) -> None:
+    async def _commit_now(self, events: list[Event], listed: bool) -> None:
         state = self.state
         after = state.last_seq
         for event in events:
             state.apply(event)
         row = None
-        now = time.monotonic()
-        # The run row (for listings) is rewritten when the status changes, else at most every ROW_REFRESH_S.
-        if state.status != self._row_status or (listed and now - self._row_written >= ROW_REFRESH_S):
-            row = RunRow.of(state)
-            self._row_status, self._row_written = state.status, now
+        if state.status != self._row_status or listed:
+            # The run row (for listings) is rewritten when the status changes, else at most every ROW_REFRESH_S.
+            now = time.monotonic()
+            if state.status != self._row_status or now - self._row_written >= ROW_REFRESH_S:
+                row = RunRow.of(state)
+                self._row_status, self._row_written = state.status, now
         cancel = await self._store.append(state.run_id, self._owner, after, events, row)
         if cancel is not None and self._cancel is None:
             self._cancel = cancel

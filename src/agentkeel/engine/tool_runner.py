@@ -78,7 +78,9 @@ async def _attempt(call: ValidCall, ctx: ToolContext) -> tuple[ToolFailure | Non
     tool = call.tool
     kwargs = call.kwargs
     try:
-        if tool.timeout_s is None:  # asyncio.timeout costs a few µs even without a limit
+        if tool.timeout_s is None and tool.is_async:  # the common case, without a layer or a timeout context
+            value = await (tool.fn(ctx, **kwargs) if tool.takes_ctx else tool.fn(**kwargs))
+        elif tool.timeout_s is None:
             value = await _invoke(tool, ctx, kwargs)
         else:
             async with asyncio.timeout(tool.timeout_s):

@@ -34,7 +34,7 @@ def reply(text: str) -> ModelResponse:
 
 def call(name: str, /, **arguments: Any) -> ModelResponse:
     """A turn that calls one tool."""
-    return calls((name, arguments))
+    return ModelResponse(tool_calls=(ToolCall(id="", name=name, arguments=arguments),), stop_reason="tool_use")
 
 
 def calls(*requested: tuple[str, dict[str, Any] | str], text: str = "") -> ModelResponse:
@@ -70,24 +70,31 @@ class ScriptedModel:
         response = reply(turn) if isinstance(turn, str) else turn
         if not isinstance(response, ModelResponse):
             raise ModelError(f"the script returned {type(response).__name__}; return a ModelResponse or a str")
-        return _complete(response, max(1, prompt_chars // 4), step)
+        response, calls_chars = _complete(response, max(1, prompt_chars // 4), step)
+        if isinstance(request.messages, Conversation):  # its size, counted once: see _measure
+            request.messages.memo[_LAST_CALLS] = (response.tool_calls, calls_chars)
+        return response
 
     def _measure(self, request: ModelRequest) -> tuple[int, int]:
         """Model turns so far and the prompt's size in characters. Incremental over a :class:`Conversation`
         (its memo keeps the running figures), so a long run costs the same per turn as a short one."""
         messages = request.messages
         seen, turns, chars = 0, 0, 0
+        last_calls: tuple[Sequence[ToolCall], int] | None = None
         memo = messages.memo if isinstance(messages, Conversation) else None
         if memo is not None:
             known = memo.get(_MEMO_KEY)
             if known is not None and known[0] <= len(messages):  # else rewritten (compacted): count it again
                 seen, turns, chars = known
+            last_calls = memo.get(_LAST_CALLS)
         for message in messages[seen:] if seen else messages:
             if message.kind == "tool_result":
                 chars += len(message.content)
             elif message.kind == "assistant":
                 turns += 1
-                chars += len(message.text) + _calls_chars(message.tool_calls)
+                calls = message.tool_calls
+                known_size = last_calls[1] if last_calls is not None and last_calls[0] is calls else None
+                chars += len(message.text) + (_calls_chars(calls) if known_size is None else known_size)
             else:
                 chars += len(message.text)
         if memo is not None:
@@ -104,6 +111,7 @@ class ScriptedModel:
 
 
 _MEMO_KEY = "scripted.measure"
+_LAST_CALLS = "scripted.last_calls"
 
 
 def _calls_chars(calls: Sequence[ToolCall]) -> int:
@@ -119,8 +127,8 @@ def _calls_chars(calls: Sequence[ToolCall]) -> int:
     return chars
 
 
-def _complete(response: ModelResponse, input_tokens: int, step: int) -> ModelResponse:
-    """Fill in what a real provider would: call ids, usage, the model name."""
+def _complete(response: ModelResponse, input_tokens: int, step: int) -> tuple[ModelResponse, int]:
+    """Fill in what a real provider would: call ids, usage, the model name. Also returns the calls' size."""
     tool_calls = response.tool_calls
     for call in tool_calls:
         if not call.id:
@@ -129,14 +137,15 @@ def _complete(response: ModelResponse, input_tokens: int, step: int) -> ModelRes
                 for index, call in enumerate(tool_calls, start=1)
             )
             break
+    calls_chars = _calls_chars(tool_calls)
     usage = response.usage
     if usage.input_tokens == 0 and usage.output_tokens == 0:
-        output_tokens = max(1, (len(response.text) + _calls_chars(tool_calls)) // 4)
-        usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
-    return ModelResponse(
+        usage = Usage(input_tokens=input_tokens, output_tokens=max(1, (len(response.text) + calls_chars) // 4))
+    completed = ModelResponse(
         text=response.text,
         tool_calls=tool_calls,
         stop_reason=response.stop_reason,
         usage=usage,
         model=response.model or "scripted",
     )
+    return completed, calls_chars

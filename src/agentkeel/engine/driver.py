@@ -129,7 +129,9 @@ class Driver:
                 await self._end("failed", "model_error", self.state.last_model_text, answer.message)
             return
         response = answer
-        response = _journalable(response)
+        checks = [validate_call(call, self._config.tools) for call in response.tool_calls]
+        if any(isinstance(check, ToolFailure) for check in checks):
+            response = _journalable(response)  # a call that validated is shallow enough: check only the others
         now = time.time()
         cost = cost_of(self._price, response.usage)
         events: list[Event] = [
@@ -140,7 +142,7 @@ class Driver:
             events.append(RunEnded(at=now, status="completed", output=answered.output))
             await self._commit(events)
             return
-        runnable = self._plan_calls(step, response.tool_calls, events, now)
+        runnable = self._plan_calls(step, response.tool_calls, checks, events, now)
         await self._commit(events, listed=not runnable)
         await self._execute(runnable)
 
@@ -152,13 +154,17 @@ class Driver:
         await self._commit([retrying], listed=False)
 
     def _plan_calls(
-        self, step: int, calls: Sequence[ToolCall], events: list[Event], now: float
+        self,
+        step: int,
+        calls: Sequence[ToolCall],
+        checks: list[ValidCall | ToolFailure],
+        events: list[Event],
+        now: float,
     ) -> list[tuple[str, ToolCall, ValidCall, str]]:
-        """Validate each call: a valid one is journaled as started, an invalid one as finished with its error."""
+        """A valid call is journaled as started, an invalid one as finished with its error."""
         runnable: list[tuple[str, ToolCall, ValidCall, str]] = []
-        for index, call in enumerate(calls, start=1):
+        for index, (call, checked) in enumerate(zip(calls, checks, strict=True), start=1):
             call_id = f"{step}.{index}"
-            checked = validate_call(call, self._config.tools)
             if isinstance(checked, ToolFailure):
                 events.append(
                     ToolCallFinished(

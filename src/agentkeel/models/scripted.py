@@ -130,13 +130,14 @@ def _calls_chars(calls: Sequence[ToolCall]) -> int:
 def _complete(response: ModelResponse, input_tokens: int, step: int) -> tuple[ModelResponse, int]:
     """Fill in what a real provider would: call ids, usage, the model name. Also returns the calls' size."""
     tool_calls = response.tool_calls
-    for call in tool_calls:
-        if not call.id:
-            tool_calls = tuple(
-                call if call.id else ToolCall(id=f"call_{step}_{index}", name=call.name, arguments=call.arguments)
-                for index, call in enumerate(tool_calls, start=1)
-            )
-            break
+    if len(tool_calls) == 1 and not tool_calls[0].id:  # the common turn: one call
+        only = tool_calls[0]
+        tool_calls = (ToolCall(id=f"call_{step}_1", name=only.name, arguments=only.arguments),)
+    elif any(not call.id for call in tool_calls):
+        tool_calls = tuple(
+            call if call.id else ToolCall(id=f"call_{step}_{index}", name=call.name, arguments=call.arguments)
+            for index, call in enumerate(tool_calls, start=1)
+        )
     calls_chars = _calls_chars(tool_calls)
     usage = response.usage
     if usage.input_tokens == 0 and usage.output_tokens == 0:

@@ -33,7 +33,9 @@ class MemoryStore:
     async def append(
         self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow | None
     ) -> CancelRequest | None:
-        journal = self._journal(run_id)
+        journal = self._journals.get(run_id)
+        if journal is None:
+            raise RunNotFound(run_id, self.url)
         lease = self._leases.get(run_id)
         if lease is None or lease.owner != owner or len(journal) != after_seq:
             raise LeaseLost(run_id, owner)

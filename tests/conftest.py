@@ -1,7 +1,8 @@
-"""Fixtures shared by the whole suite: stores (memory and SQLite), a manual clock, agents and recording models.
+"""Fixtures shared by the whole suite: stores (memory, SQLite, PostgreSQL), a manual clock, agents and recording models.
 
-The ``store`` fixture is parametrised, so a test that takes it runs once against ``MemoryStore`` and once
-against ``SQLiteStore`` in a temporary file: the same rules hold for every backend.
+The ``store`` fixture is parametrised, so a test that takes it runs against ``MemoryStore``, ``SQLiteStore`` in a
+temporary file and ``PostgresStore`` in a schema of its own (skipped when no server is reachable, see
+``postgres_server.py``): the same rules hold for every backend.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import postgres_server
 from agentkeel import (
     Agent,
     MemoryStore,
@@ -73,9 +75,13 @@ def sqlite_url(sqlite_path: Path) -> str:
     return f"sqlite:///{sqlite_path}"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, sqlite_path: Path, clock: ManualClock) -> AsyncIterator[Store]:
-    """Each backend in turn, with ``clock`` as its lease clock."""
+    """Each backend in turn, with ``clock`` as its lease clock (PostgreSQL: a fresh schema, dropped after)."""
+    if request.param == "postgres":
+        async with postgres_server.fresh_store(clock) as postgres:
+            yield postgres
+        return
     backend: Store
     backend = MemoryStore(clock=clock) if request.param == "memory" else SQLiteStore(sqlite_path, clock=clock)
     yield backend

@@ -1,7 +1,8 @@
 """The crash tests' worker: a process that drives the world's run and kills itself on cue; and the test side.
 
-Run as a script, this module drives one run of a scenario (``world.py``) in a SQLite store file and SIGKILLs its
-own process at the point it is told (``--kill``):
+Run as a script, this module drives one run of a scenario (``world.py``) and SIGKILLs its own process at the
+point it is told (``--kill``). The run's store is a SQLite file in the run's directory, unless the directory's
+``store.url`` names another (the tests put a PostgreSQL URL there to run the same scenarios on PostgreSQL):
 
 * ``after_create``: right after the run's first event commits, before the first model call;
 * ``before:N`` / ``after:N``: right before the Nth journal append of this process, or right after it commits;
@@ -95,9 +96,8 @@ def tool_checkpoint(kill: str | None, gate: str | None) -> world.Checkpoint:
 
 async def _work(args: argparse.Namespace) -> dict[str, Any]:
     directory = Path(args.dir)
-    offset = args.clock_offset
-    sqlite = SQLiteStore(directory / world.STORE_FILE, clock=lambda: time.time() + offset)
-    store = KillingStore(sqlite, args.kill)
+    inner = open_store(directory, clock_offset=args.clock_offset)
+    store = KillingStore(inner, args.kill)
     agent = world.build_agent(
         args.scenario, directory, store, checkpoint=tool_checkpoint(args.kill, args.gate), lease_s=args.lease_s
     )
@@ -109,7 +109,7 @@ async def _work(args: argparse.Namespace) -> dict[str, Any]:
     except (LeaseLost, RunBusy) as exc:
         return {"error": type(exc).__name__, "message": str(exc), "appends": store.appends}
     finally:
-        await sqlite.close()
+        await inner.close()
     return {"status": result.status, "reason": result.reason, "output": result.output, "appends": store.appends}
 
 
@@ -200,8 +200,17 @@ async def resume_in_process(
         await store.close()
 
 
-def open_store(directory: Path, *, clock_offset: float = 0.0) -> SQLiteStore:
+STORE_URL_FILE = "store.url"
+"""In a run's directory, the URL of its store when that is not the SQLite file beside the ledger."""
+
+
+def open_store(directory: Path, *, clock_offset: float = 0.0) -> Store:
     """The run's store as another process sees it; ``clock_offset`` moves its lease clock into the future."""
+    named = directory / STORE_URL_FILE
+    if named.exists():
+        from agentkeel.stores.postgres import PostgresStore
+
+        return PostgresStore(named.read_text().strip(), clock=lambda: time.time() + clock_offset)
     return SQLiteStore(directory / world.STORE_FILE, clock=lambda: time.time() + clock_offset)
 
 

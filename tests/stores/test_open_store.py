@@ -72,11 +72,10 @@ def test_a_bad_synchronous_value_is_a_config_error(sqlite_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "example"),
     [
-        ("redis://localhost/0", "use sqlite:///path/to/keel.db or memory://"),
-        ("keel.db", "use sqlite:///path/to/keel.db or memory://"),
+        ("redis://localhost/0", "use sqlite:///path/to/keel.db, postgresql://user@host/db or memory://"),
+        ("keel.db", "use sqlite:///path/to/keel.db, postgresql://user@host/db or memory://"),
         ("sqlite://keel.db", "three slashes before a relative path (sqlite:///data/keel.db)"),
         ("sqlite:///", "names no file: use e.g. sqlite:///.keel/keel.db"),
-        ("postgresql://u@h/db", "use sqlite:///... meanwhile"),
     ],
 )
 def test_a_bad_url_is_refused_with_the_right_example(url: str, example: str) -> None:

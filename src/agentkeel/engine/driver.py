@@ -92,7 +92,7 @@ class Driver:
         self._keeper.hold(self.state.run_id, self._owner)
         try:
             while True:
-                action = next_action(self.state, driven_s=self._driven_s())
+                action = next_action(self.state, driven_s=self._driven_s() if self.state.timeout_s else 0.0)
                 if self._cancel is not None and not isinstance(action, Done):
                     await self._end_cancelled()
                     return self.state

@@ -1,4 +1,5 @@
-"""Choosing a store by URL: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``memory://``.
+"""Choosing a store by URL: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``memory://``,
+``postgresql://user@host/db?schema=keel`` (see ``stores/postgres.py``).
 
 The default is ``KEEL_STORE`` from the environment, else ``sqlite:///.keel/keel.db`` (relative to the
 working directory).
@@ -48,9 +49,16 @@ def open_store(url: str | None = None) -> Store:
             )
         return SQLiteStore(path, synchronous=options.get("synchronous", "full"))
     if scheme in ("postgres", "postgresql"):
-        raise ConfigError(
-            f"store URL {url!r}: the PostgreSQL store is not part of this version yet; use sqlite:///... meanwhile"
-        )
+        try:
+            from agentkeel.stores.postgres import PostgresStore  # psycopg is an optional dependency
+        except ImportError as exc:
+            if not (exc.name or "").startswith("psycopg"):
+                raise
+            raise ConfigError(
+                "a postgresql:// store needs the PostgreSQL driver: pip install 'agentkeel[postgres]'"
+            ) from exc
+        return PostgresStore(url)  # connects on its first awaited call
     raise ConfigError(
-        f"store URL {url!r} has an unknown scheme {parts.scheme!r}: use sqlite:///path/to/keel.db or memory://"
+        f"store URL {url!r} has an unknown scheme {parts.scheme!r}: use sqlite:///path/to/keel.db, "
+        "postgresql://user@host/db or memory://"
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -12,8 +12,14 @@ from agentkeel.errors import JournalError
 _EVENT: TypeAdapter[Event] = TypeAdapter(Annotated[Event, Field(discriminator="kind")])
 
 
+# One serializer per kind: dispatching on the union costs more than the encoding itself.
+_ENCODERS: dict[str, TypeAdapter[Any]] = {
+    kind.__dataclass_fields__["kind"].default: TypeAdapter(kind) for kind in get_args(Event)
+}
+
+
 def encode_event(event: Event) -> bytes:
-    return _EVENT.dump_json(event)
+    return _ENCODERS[event.kind].dump_json(event)
 
 
 def decode_event(data: bytes | str, *, run_id: str = "", seq: int = 0) -> Event:

@@ -1,10 +1,13 @@
 """Group commit: the writes of concurrent runs share one transaction, and so one sync to disk.
 
 A write is a function of the connection. ``submit`` queues it and waits; the first write of an event-loop turn
-schedules a flush for the next turn, which runs every write queued by then in one transaction, each inside its
-own savepoint so that one write's error (a lost lease, say) undoes that write only. Nobody's ``submit``
-returns before the transaction holding its write has committed: an intent is still durable before its effect;
-it merely shares its commit with other runs' intents.
+schedules a flush for the next turn, which runs every write queued by then in one transaction. Nobody's
+``submit`` returns before the transaction holding its write has committed: an intent is still durable before
+its effect; it merely shares its commit with other runs' intents. A run alone on the store commits at once.
+
+The rule for writes: check, then change. A write refuses (raises a ``KeelError``: a lost lease, a busy run)
+only before its first change, so a refusal needs no rollback and the rest of the batch commits. Any other
+error (the disk, the database) fails the whole batch, and every writer in it learns so.
 """
 
 from __future__ import annotations
@@ -13,19 +16,17 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
+from agentkeel.errors import KeelError
+
 Conn = TypeVar("Conn")
 Conn_co = TypeVar("Conn_co", covariant=True)
 T = TypeVar("T")
 
 
 class Transaction(Protocol[Conn_co]):
-    """Runs a batch: ``begin``, then each write between ``savepoint`` and ``release`` (or ``rollback_to``), then
-    ``commit`` (or ``rollback`` if the commit itself fails)."""
+    """``begin`` a batch, then ``commit`` it (or ``rollback`` if a write or the commit fails)."""
 
     def begin(self) -> Conn_co: ...
-    def savepoint(self) -> None: ...
-    def release(self) -> None: ...
-    def rollback_to(self) -> None: ...
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
 
@@ -68,34 +69,16 @@ class GroupCommit(Generic[Conn]):
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             conn = self._tx.begin()
-        except Exception as exc:
-            error = self._wrap_error(exc)
-            for _, future in batch:
-                _settle(future, None, error)
-            return
-        single = len(batch) == 1
-        for write, future in batch:
-            if not single:
-                self._tx.savepoint()
-            try:
-                value = write(conn)
-            except Exception as exc:
-                if single:
-                    self._tx.rollback()
-                    _settle(future, None, self._wrap_error(exc))
-                    return
-                self._tx.rollback_to()
-                outcomes.append((future, None, self._wrap_error(exc)))
-            else:
-                if not single:
-                    self._tx.release()
-                outcomes.append((future, value, None))
-        try:
+            for write, future in batch:
+                try:
+                    outcomes.append((future, write(conn), None))
+                except KeelError as refused:  # raised before the write changed anything
+                    outcomes.append((future, None, refused))
             self._tx.commit()
         except Exception as exc:  # nothing of the batch is durable: every writer learns it
             self._tx.rollback()
             error = self._wrap_error(exc)
-            for future, _, _ in outcomes:
+            for _, future in batch:
                 _settle(future, None, error)
             return
         self.batches += 1

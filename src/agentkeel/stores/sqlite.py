@@ -261,35 +261,28 @@ class _Transaction:
     def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
         self._db = db
         self._lock = lock
+        self._holding = False
 
     def begin(self) -> sqlite3.Connection:
         self._lock.acquire()
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self._lock.release()
-            raise
+        self._holding = True
+        self._db.execute("BEGIN IMMEDIATE")
         return self._db
-
-    def savepoint(self) -> None:
-        self._db.execute("SAVEPOINT write")
-
-    def release(self) -> None:
-        self._db.execute("RELEASE write")
-
-    def rollback_to(self) -> None:
-        self._db.execute("ROLLBACK TO write")
-        self._db.execute("RELEASE write")
 
     def commit(self) -> None:
         self._db.execute("COMMIT")
-        self._lock.release()
+        self._let_go()
 
     def rollback(self) -> None:
         try:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
         finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        if self._holding:
+            self._holding = False
             self._lock.release()
 
 

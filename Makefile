@@ -21,6 +21,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.concurrency
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

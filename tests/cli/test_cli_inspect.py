@@ -230,3 +230,43 @@ def test_docs_list_the_same_exit_codes() -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
     for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 5 |"):
         assert code in docs
+
+
+RATE_LIMITED = """
+from agentkeel import Agent, ModelError, ModelRequest, ModelResponse, RetryPolicy, reply
+
+
+class RateLimited:
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def respond(self, request: ModelRequest) -> ModelResponse:
+        self.calls += 1
+        if self.calls == 1:
+            raise ModelError("429 slow down", retryable=True, kind="rate_limit", retry_after_s=0.0)
+        return reply("Fine now.")
+
+
+agent = Agent(name="limited", model=RateLimited(), model_retry=RetryPolicy(retries=2, backoff_s=0.0))
+"""
+
+
+def test_show_draws_a_model_retry_and_a_call_run_again_after_a_crash(keel: Keel) -> None:
+    keel.write("limited.py", RATE_LIMITED)
+    assert keel("run", "limited.py:agent", "hello").exit_code == 0
+    shown = keel("show", keel.run_ids()[0])
+    assert "step 1: model attempt 1 failed rate_limit: 429 slow down · retrying in 0s" in shown.output
+
+    idempotent = keel.write("mailer_idem.py", keel_mailer_idempotent())
+    run_id = keel.interrupted_run(agent_ref=f"{idempotent}:agent")
+    assert keel("resume", run_id).exit_code == 0
+    shown = keel("show", run_id)
+    assert "↺ interrupted: runs again as attempt 1 (idempotent, same key)" in shown.output
+
+
+def keel_mailer_idempotent() -> str:
+    from keel_harness import MAILER
+
+    return MAILER.replace('@tool(effect="write")', '@tool(effect="write", idempotent=True)')

@@ -21,12 +21,14 @@ from agentkeel.core.events import (
     CallRetryAuthorized,
     Event,
     ModelResponded,
+    ModelRetrying,
     NoteWritten,
     RunEnded,
     RunPaused,
     RunResumed,
     RunStarted,
     ToolCallFinished,
+    ToolCallResumed,
     ToolCallRetrying,
     ToolCallStarted,
     ToolFailure,
@@ -107,6 +109,24 @@ class _TreeBuilder:
             )
         elif isinstance(event, ToolCallFinished):
             self._finished(event)
+        elif isinstance(event, ModelRetrying):
+            self.root.add(
+                Text.assemble(
+                    (f"step {event.step}: model attempt {event.attempt} failed ", "yellow"),
+                    (f"{event.error_kind}: ", "red"),
+                    shorten(event.message, TEXT_LIMIT),
+                    f" · retrying in {event.delay_s:g}s · {self._since(event.at)}",
+                )
+            )
+        elif isinstance(event, ToolCallResumed):
+            node = self.calls.get(event.call) or self._step_of(event.call)
+            why = {
+                "read": "a read tool",
+                "idempotent": "idempotent, same key",
+                "authorized": "a person said retry",
+                "reconciled": "its reconcile hook found it had not happened",
+            }.get(event.why, event.why)
+            node.add(Text(f"↺ interrupted: runs again as attempt {event.attempt} ({why})", style="yellow"))
         elif isinstance(event, CallRetryAuthorized):
             node = self.calls.get(event.call) or self.root
             node.add(Text(f"{event.by} allowed it to run again (keel resolve --retry)", style="yellow"))

@@ -1,7 +1,7 @@
 """The ``Store`` port: where journals, run rows and leases live.
 
 The engine speaks only this protocol; SQL and its dialects stay in the adapters (``sqlite.py``, ``memory.py``,
-PostgreSQL next). Rules every backend keeps, checked by the shared store test suite:
+``postgres.py``). Rules every backend keeps, checked by the shared store test suite:
 
 * ``append`` is atomic: all the events and the run row, or nothing. It fails with ``LeaseLost`` (and writes
   nothing) unless the caller holds the run's lease and knows the journal's length.

@@ -1,0 +1,72 @@
+"""The PostgreSQL store's longer statements (``postgres.py`` runs them, and holds the one-liners).
+
+Each write is one statement, so that it is one round trip and one transaction on an autocommit connection;
+where it touches several tables, data-modifying ``WITH`` clauses chain the parts. ``%(name)s`` and ``%s`` are
+psycopg's placeholders.
+"""
+
+from __future__ import annotations
+
+RUN_COLUMNS = (
+    "run_id, agent, status, reason, task, model, steps, input_tokens, output_tokens, cost_usd, created_at, "
+    "updated_at, parent_id, agent_ref"
+)
+
+# A new run, its first event and its lease: one statement, so one transaction.
+CREATE = f"""
+WITH run AS (
+    INSERT INTO keel_runs ({RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+), first AS (
+    INSERT INTO keel_events (run_id, seq, kind, at, data) VALUES (%s, 1, %s, %s, %s)
+)
+INSERT INTO keel_leases (run_id, owner, expires_at, lease_s) VALUES (%s, %s, %s, %s)"""
+
+# An append. ``fence`` locks the lease row (why that row: ``postgres.py``'s docstring) and reads the owner, the
+# journal's length and a pending cancel request; the events, and the run row when given, are written only if the
+# fence fits. No row back: no lease, or no such run.
+_APPEND_FENCE = """
+WITH fence AS (
+    SELECT l.owner, (SELECT max(seq) FROM keel_events WHERE run_id = l.run_id) AS last_seq,
+        r.cancel_by, r.cancel_reason, r.cancel_at
+    FROM keel_leases l JOIN keel_runs r ON r.run_id = l.run_id
+    WHERE l.run_id = %(run_id)s FOR UPDATE OF l
+), fits AS (
+    SELECT FROM fence WHERE owner = %(owner)s AND last_seq = %(after_seq)s
+), appended AS (
+    INSERT INTO keel_events (run_id, seq, kind, at, data)
+    SELECT %(run_id)s, %(after_seq)s + n, kind, at, data
+    FROM unnest(%(kinds)s::text[], %(ats)s::float8[], %(datas)s::bytea[]) WITH ORDINALITY AS e (kind, at, data, n)
+    WHERE EXISTS (SELECT FROM fits)
+)"""
+_APPEND_ANSWER = " SELECT owner, last_seq, cancel_by, cancel_reason, cancel_at FROM fence"
+APPEND = _APPEND_FENCE + _APPEND_ANSWER
+APPEND_WITH_ROW = (
+    _APPEND_FENCE
+    + """, listed AS (
+    UPDATE keel_runs SET status = %(status)s, reason = %(reason)s, steps = %(steps)s, input_tokens = %(input_tokens)s,
+        output_tokens = %(output_tokens)s, cost_usd = %(cost_usd)s, updated_at = %(updated_at)s
+    WHERE run_id = %(run_id)s AND EXISTS (SELECT FROM fits)
+)"""
+    + _APPEND_ANSWER
+)
+
+# Take or renew a lease in one statement: ON CONFLICT decides on the lease's newest version, so of two processes
+# taking over an expired lease at once, one gets it and the other sees it held. No row back: busy or no such run.
+TAKE_LEASE = (
+    "INSERT INTO keel_leases (run_id, owner, expires_at, lease_s) "
+    "SELECT run_id, %(owner)s, %(expires_at)s, %(lease_s)s FROM keel_runs WHERE run_id = %(run_id)s "
+    "ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at, "
+    "lease_s = excluded.lease_s WHERE keel_leases.owner = excluded.owner OR keel_leases.expires_at <= %(now)s "
+    "RETURNING owner"
+)
+
+# Who holds the run's lease, when taking it failed (no row: no such run).
+LEASE_HOLDER = (
+    "SELECT l.owner, l.expires_at FROM keel_runs r LEFT JOIN keel_leases l ON l.run_id = r.run_id WHERE r.run_id = %s"
+)
+
+# The first request stands: later ones change nothing.
+REQUEST_CANCEL = (
+    "UPDATE keel_runs SET cancel_by = coalesce(cancel_by, %s), cancel_reason = coalesce(cancel_reason, %s), "
+    "cancel_at = coalesce(cancel_at, %s) WHERE run_id = %s"
+)

@@ -66,6 +66,7 @@ class SlowModel:
 
 
 def make_store(kind: str, tmp: Path) -> Store:
+    """A fresh store of the kind (PostgreSQL: a fresh schema, dropped by ``drop_schema``)."""
     if kind == "memory":
         return MemoryStore()
     if kind == "sqlite":
@@ -84,10 +85,23 @@ async def wall_time(kind: str, runs: int, tmp: Path) -> float:
         elapsed = time.perf_counter() - started
     finally:
         await store.close()
+        if kind == "postgres":
+            await drop_schema(store)
     bad = [r for r in results if r.status != "completed" or r.steps != STEPS]
     if bad:
         raise RuntimeError(f"{len(bad)} of {runs} runs did not complete in {STEPS} steps: {bad[0]}")
     return elapsed
+
+
+async def drop_schema(store: Store) -> None:
+    import psycopg
+
+    schema = getattr(store, "schema", None)
+    if not schema:
+        return
+    url = os.environ.get("KEEL_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 async def parked_bytes(runs: int) -> float:

@@ -46,7 +46,8 @@ StoreOption = Annotated[
         "--store",
         envvar="KEEL_STORE",
         show_default=False,
-        help=f"Where runs live: sqlite:///path.db or memory://. Default: {DEFAULT_STORE_URL}.",
+        help="Where runs live: sqlite:///path.db, postgresql://user@host/db?schema=keel or memory://. "
+        f"Default: {DEFAULT_STORE_URL}.",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]

@@ -98,7 +98,10 @@ class RunState:
     """Calls started and not finished, in start order (kept apart so that a long run's step stays O(1))."""
     attention: tuple[str, ...] = ()
     """Calls a person must resolve before the run can go on (``paused(needs_attention)``)."""
-    usage: Usage = field(default_factory=Usage)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
     cost_usd: float = 0.0
     model_calls: int = 0
     model_retries: int = 0
@@ -112,6 +115,16 @@ class RunState:
     segment_start: float = 0.0
     last_seq: int = 0
     """The sequence number of the last event applied (the journal's length)."""
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens used by every model call of the run."""
+        return Usage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+        )
 
     @property
     def terminal(self) -> bool:
@@ -183,7 +196,11 @@ def replay(events: list[Event] | tuple[Event, ...]) -> RunState:
 def _model_responded(state: RunState, event: ModelResponded) -> None:
     state.steps_completed = event.step
     state.model_calls += 1
-    state.usage = state.usage + event.response.usage
+    usage = event.response.usage
+    state.input_tokens += usage.input_tokens
+    state.output_tokens += usage.output_tokens
+    state.cache_read_tokens += usage.cache_read_tokens
+    state.cache_write_tokens += usage.cache_write_tokens
     state.cost_usd += event.cost_usd
     state.messages.append(event.response.as_message())
 

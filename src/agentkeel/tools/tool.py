@@ -84,6 +84,8 @@ class Tool:
     arguments: type[BaseModel] = field(repr=False, default=BaseModel)
     takes_ctx: bool = False
     is_async: bool = False
+    plain_arguments: bool = False
+    """Every parameter is a str, int, float or bool: validated arguments are JSON as they are."""
     schema: ToolSchema = field(repr=False, default=ToolSchema(name="", description="", parameters={}))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -216,5 +218,6 @@ def make_tool(
         arguments=arguments,
         takes_ctx=takes_context(function),
         is_async=is_async,
+        plain_arguments=all(f.annotation in (str, int, float, bool) for f in arguments.model_fields.values()),
         schema=ToolSchema(name=tool_name, description=tool_description, parameters=json_schema(arguments, tool_name)),
     )

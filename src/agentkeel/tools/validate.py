@@ -73,7 +73,9 @@ def validate_call(call: ToolCall, tools: Mapping[str, Tool]) -> ValidCall | Tool
         return ToolFailure(kind="invalid_arguments", message=invalid_arguments_message(tool, exc))
     except RecursionError:
         return ToolFailure(kind="invalid_arguments", message=f"The arguments for {tool.name} are nested too deeply.")
-    json_arguments = to_jsonable_python(arguments, fallback=str)
+    # str, int, float and bool values are JSON as they are
+    plain = tool.plain_arguments
+    json_arguments = dict(arguments.__dict__) if plain else to_jsonable_python(arguments, fallback=str)
     return ValidCall(tool=tool, arguments=arguments, json_arguments=json_arguments)
 
 

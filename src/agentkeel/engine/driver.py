@@ -130,8 +130,10 @@ class Driver:
             return
         response = answer
         checks = [validate_call(call, self._config.tools) for call in response.tool_calls]
-        if any(isinstance(check, ToolFailure) for check in checks):
-            response = _journalable(response)  # a call that validated is shallow enough: check only the others
+        for check in checks:
+            if isinstance(check, ToolFailure):  # a call that validated is shallow enough: check only the others
+                response = _journalable(response)
+                break
         now = time.time()
         cost = cost_of(self._price, response.usage)
         events: list[Event] = [
@@ -163,8 +165,9 @@ class Driver:
     ) -> list[tuple[str, ToolCall, ValidCall, str]]:
         """A valid call is journaled as started, an invalid one as finished with its error."""
         runnable: list[tuple[str, ToolCall, ValidCall, str]] = []
-        for index, (call, checked) in enumerate(zip(calls, checks, strict=True), start=1):
-            call_id = f"{step}.{index}"
+        for index, call in enumerate(calls):
+            checked = checks[index]
+            call_id = f"{step}.{index + 1}"
             if isinstance(checked, ToolFailure):
                 events.append(
                     ToolCallFinished(

@@ -55,7 +55,8 @@ class ScriptedModel:
         self._tools_size: tuple[object, int] | None = None
 
     async def respond(self, request: ModelRequest) -> ModelResponse:
-        turns, prompt_chars = self._measure(request)
+        figures = self._measure(request)
+        turns = figures[1]
         step = turns + 1
         if self._latency_s:
             await asyncio.sleep(self._latency_s)
@@ -70,36 +71,34 @@ class ScriptedModel:
         response = reply(turn) if isinstance(turn, str) else turn
         if not isinstance(response, ModelResponse):
             raise ModelError(f"the script returned {type(response).__name__}; return a ModelResponse or a str")
+        prompt_chars = figures[2] + len(request.instructions) + self._tools_chars(request.tools)
         response, calls_chars = _complete(response, max(1, prompt_chars // 4), step)
-        if isinstance(request.messages, Conversation):  # its size, counted once: see _measure
-            request.messages.memo[_LAST_CALLS] = (response.tool_calls, calls_chars)
+        figures[3], figures[4] = response.tool_calls, calls_chars  # its size, counted once: see _measure
         return response
 
-    def _measure(self, request: ModelRequest) -> tuple[int, int]:
-        """Model turns so far and the prompt's size in characters. Incremental over a :class:`Conversation`
-        (its memo keeps the running figures), so a long run costs the same per turn as a short one."""
+    def _measure(self, request: ModelRequest) -> list[Any]:
+        """``[messages seen, model turns, characters, the last calls answered, their size]``. Incremental over a
+        :class:`Conversation`, whose memo keeps the figures, so a long run costs the same per turn as a short one."""
         messages = request.messages
-        seen, turns, chars = 0, 0, 0
-        last_calls: tuple[Sequence[ToolCall], int] | None = None
-        memo = messages.memo if isinstance(messages, Conversation) else None
-        if memo is not None:
-            known = memo.get(_MEMO_KEY)
-            if known is not None and known[0] <= len(messages):  # else rewritten (compacted): count it again
-                seen, turns, chars = known
-            last_calls = memo.get(_LAST_CALLS)
+        figures: list[Any] | None = None
+        if isinstance(messages, Conversation):
+            figures = messages.memo.get(_MEMO_KEY)
+            if figures is None or figures[0] > len(messages):  # new, or rewritten (compacted): count it again
+                figures = messages.memo[_MEMO_KEY] = [0, 0, 0, (), 0]
+        else:
+            figures = [0, 0, 0, (), 0]
+        seen, turns, chars, last_calls, last_size = figures
         for message in messages[seen:] if seen else messages:
             if message.kind == "tool_result":
                 chars += len(message.content)
             elif message.kind == "assistant":
                 turns += 1
                 calls = message.tool_calls
-                known_size = last_calls[1] if last_calls is not None and last_calls[0] is calls else None
-                chars += len(message.text) + (_calls_chars(calls) if known_size is None else known_size)
+                chars += len(message.text) + (last_size if calls is last_calls else _calls_chars(calls))
             else:
                 chars += len(message.text)
-        if memo is not None:
-            memo[_MEMO_KEY] = (len(messages), turns, chars)
-        return turns, chars + len(request.instructions) + self._tools_chars(request.tools)
+        figures[0], figures[1], figures[2] = len(messages), turns, chars
+        return figures
 
     def _tools_chars(self, tools: Sequence[ToolSchema]) -> int:
         cached = self._tools_size
@@ -111,7 +110,6 @@ class ScriptedModel:
 
 
 _MEMO_KEY = "scripted.measure"
-_LAST_CALLS = "scripted.last_calls"
 
 
 def _calls_chars(calls: Sequence[ToolCall]) -> int:
@@ -133,7 +131,7 @@ def _complete(response: ModelResponse, input_tokens: int, step: int) -> tuple[Mo
     if len(tool_calls) == 1 and not tool_calls[0].id:  # the common turn: one call
         only = tool_calls[0]
         tool_calls = (ToolCall(id=f"call_{step}_1", name=only.name, arguments=only.arguments),)
-    elif any(not call.id for call in tool_calls):
+    elif len(tool_calls) > 1 and any(not call.id for call in tool_calls):
         tool_calls = tuple(
             call if call.id else ToolCall(id=f"call_{step}_{index}", name=call.name, arguments=call.arguments)
             for index, call in enumerate(tool_calls, start=1)

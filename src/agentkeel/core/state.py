@@ -49,20 +49,36 @@ CallStatus = Literal["started", "finished"]
 
 @dataclass(kw_only=True, slots=True)
 class CallRecord:
-    """One tool call of the run, as the journal tells it."""
+    """One tool call of the run, as the journal tells it: its intent, and what became of it."""
 
-    call: str
-    """``"<step>.<index>"``."""
-    tool_call_id: str
-    name: str
-    arguments: dict[str, object]
-    idempotency_key: str
+    started: ToolCallStarted
     status: CallStatus = "started"
     attempts: int = 0
-    """Failed attempts journaled so far (``ToolCallRetrying``)."""
+    """Attempts whose outcome the journal holds no result for (failed and retried, or interrupted)."""
     retry_authorized: bool = False
     """A person allowed an interrupted call to run again."""
     finished: ToolCallFinished | None = None
+
+    @property
+    def call(self) -> str:
+        """``"<step>.<index>"``."""
+        return self.started.call
+
+    @property
+    def tool_call_id(self) -> str:
+        return self.started.tool_call_id
+
+    @property
+    def name(self) -> str:
+        return self.started.name
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return self.started.arguments
+
+    @property
+    def idempotency_key(self) -> str:
+        return self.started.idempotency_key
 
 
 @dataclass(kw_only=True, slots=True)
@@ -211,14 +227,7 @@ def _model_retrying(state: RunState, event: ModelRetrying) -> None:
 
 def _tool_call_started(state: RunState, event: ToolCallStarted) -> None:
     state.tool_calls += 1
-    record = CallRecord(
-        call=event.call,
-        tool_call_id=event.tool_call_id,
-        name=event.name,
-        arguments=event.arguments,
-        idempotency_key=event.idempotency_key,
-    )
-    state.calls[event.call] = state.open_calls[event.call] = record
+    state.calls[event.call] = state.open_calls[event.call] = CallRecord(started=event)
 
 
 def _tool_call_retrying(state: RunState, event: ToolCallRetrying) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentkeel.core.decide import CallModel, Done, Finish, RecoverCalls, Wait, finish_if_answered, next_action
+from agentkeel.core.decide import CallModel, Done, Finish, RecoverCalls, finish_if_answered, next_action
 from agentkeel.core.events import (
     Event,
     ModelResponded,
@@ -85,6 +85,9 @@ class Driver:
         self._commit_lock = asyncio.Lock()  # concurrent tool calls commit one at a time, in sequence order
         self._concurrent = False  # whether tool calls are running side by side (the lock is needed only then)
         self._price = config.prices.price(config.model.name)
+        self._no_context = ToolContext(
+            run_id=state.run_id, call="", idempotency_key="", attempt=1, agent=state.agent, deps=config.deps
+        )
         self._row_status = ""  # the run row as last written: its status, and when
         self._row_written = 0.0
 
@@ -96,15 +99,15 @@ class Driver:
                 if self._cancel is not None and not isinstance(action, Done):
                     await self._end_cancelled()
                     return self.state
-                if isinstance(action, (Done, Wait)):
-                    return self.state
-                if isinstance(action, Finish):
+                if isinstance(action, CallModel):  # the common case first
+                    await self._step(action.step)
+                elif isinstance(action, RecoverCalls):
+                    await self._recover(action.calls)
+                elif isinstance(action, Finish):
                     await self._end(action.status, action.reason, action.output, action.error)
                     return self.state
-                if isinstance(action, RecoverCalls):
-                    await self._recover(action.calls)
-                elif isinstance(action, CallModel):
-                    await self._step(action.step)
+                else:  # Done, Wait
+                    return self.state
         finally:
             self._keeper.drop(self.state.run_id)
             with contextlib.suppress(Exception):
@@ -211,15 +214,20 @@ class Driver:
             failure = ToolFailure(kind="skipped", message=f"{valid.tool.name} was not run: the run was cancelled.")
             outcome = ToolOutcome(content=failure.message, failure=failure, attempts=0)
         else:
-            ctx = ToolContext(
-                run_id=self.state.run_id,
-                call=call_id,
-                idempotency_key=key,
-                attempt=attempt,
-                agent=self.state.agent,
-                deps=self._config.deps,
-            )
-            outcome = await run_tool(valid, ctx, on_retry=self._retry_journal(call_id))
+            tool = valid.tool
+            if tool.takes_ctx or attempt != 1:
+                ctx = ToolContext(
+                    run_id=self.state.run_id,
+                    call=call_id,
+                    idempotency_key=key,
+                    attempt=attempt,
+                    agent=self.state.agent,
+                    deps=self._config.deps,
+                )
+            else:
+                ctx = self._no_context  # the tool takes none: nothing reads it but the attempt number
+            on_retry = self._retry_journal(call_id) if tool.retry.retries else _no_retries
+            outcome = await run_tool(valid, ctx, on_retry=on_retry)
         await self._commit([_finished(call_id, tool_call_id, valid.tool.name, outcome)])
 
     def _retry_journal(self, call_id: str) -> OnRetry:
@@ -370,6 +378,10 @@ def _journalable(response: ModelResponse) -> ModelResponse:
                 arguments = f"(arguments nested more than {MAX_DEPTH} levels deep)"
         calls.append(ToolCall(id=call.id, name=call.name, arguments=arguments))
     return dataclasses.replace(response, tool_calls=tuple(calls))
+
+
+async def _no_retries(attempt: int, failure: ToolFailure, delay: float) -> None:
+    raise AssertionError("a tool without retries was retried")  # run_tool retries only up to tool.retry.retries
 
 
 def _finished(call_id: str, tool_call_id: str, name: str, outcome: ToolOutcome) -> ToolCallFinished:

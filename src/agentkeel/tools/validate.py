@@ -68,7 +68,7 @@ def validate_call(call: ToolCall, tools: Mapping[str, Tool]) -> ValidCall | Tool
             f"not {type(raw).__name__} {_echo(raw)}.",
         )
     try:
-        arguments = tool.arguments.model_validate(raw)
+        arguments = tool.arguments.__pydantic_validator__.validate_python(raw)
     except ValidationError as exc:
         return ToolFailure(kind="invalid_arguments", message=invalid_arguments_message(tool, exc))
     except RecursionError:

@@ -8,9 +8,10 @@ and asks the same question.
 
 from __future__ import annotations
 
+from agentkeel.core.calls import CallRecord
 from agentkeel.core.messages import ModelResponse
 from agentkeel.core.record import record
-from agentkeel.core.state import CallRecord, RunState
+from agentkeel.core.state import RunState
 
 
 @record

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentkeel.core.calls import CallRecord
 from agentkeel.core.decide import CallModel, Done, Finish, RecoverCalls, finish_if_answered, next_action
 from agentkeel.core.events import (
     Event,
@@ -30,7 +31,7 @@ from agentkeel.core.events import (
     ToolFailure,
 )
 from agentkeel.core.messages import ModelRequest, ModelResponse, ToolCall, ToolSchema
-from agentkeel.core.state import CallRecord, RunState
+from agentkeel.core.state import RunState
 from agentkeel.engine.lease_keeper import LeaseKeeper
 from agentkeel.engine.model_call import ModelFailure, call_model
 from agentkeel.engine.tool_runner import OnRetry, ToolOutcome, result_text, run_tool

@@ -1,0 +1,44 @@
+"""``CallRecord``: one tool call of a run, as its journal tells it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agentkeel.core.events import ToolCallFinished, ToolCallStarted
+
+CallStatus = Literal["started", "finished"]
+
+
+@dataclass(kw_only=True, slots=True)
+class CallRecord:
+    """One tool call of the run, as the journal tells it: its intent, and what became of it."""
+
+    started: ToolCallStarted
+    status: CallStatus = "started"
+    attempts: int = 0
+    """Attempts whose outcome the journal holds no result for (failed and retried, or interrupted)."""
+    retry_authorized: bool = False
+    """A person allowed an interrupted call to run again."""
+    finished: ToolCallFinished | None = None
+
+    @property
+    def call(self) -> str:
+        """``"<step>.<index>"``."""
+        return self.started.call
+
+    @property
+    def tool_call_id(self) -> str:
+        return self.started.tool_call_id
+
+    @property
+    def name(self) -> str:
+        return self.started.name
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return self.started.arguments
+
+    @property
+    def idempotency_key(self) -> str:
+        return self.started.idempotency_key

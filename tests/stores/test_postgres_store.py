@@ -19,7 +19,19 @@ import psycopg
 import pytest
 
 import postgres_server
-from agentkeel import Agent, ConfigError, LeaseLost, RunBusy, ScriptedModel, SQLiteStore, StoreError, open_store, reply
+from agentkeel import (
+    Agent,
+    ConfigError,
+    LeaseLost,
+    RunBusy,
+    ScriptedModel,
+    SQLiteStore,
+    StoreError,
+    call,
+    open_store,
+    reply,
+    tool,
+)
 from agentkeel.core.events import NoteWritten, RunStarted
 from agentkeel.core.state import RunState, replay
 from agentkeel.stores import migrations as sqlite_migrations
@@ -329,5 +341,48 @@ async def test_text_postgres_cannot_hold_is_kept_whole_in_the_journal(url: str) 
         first = (await store.load("r1"))[0]
         assert isinstance(first, RunStarted)
         assert first.task == "refund\x00#12"
+    finally:
+        await store.close()
+
+
+# -- group commit -----------------------------------------------------------------------------------------------------
+
+
+async def test_concurrent_runs_share_append_statements_and_each_journal_is_whole(url: str) -> None:
+    store = PostgresStore(url)
+
+    @tool
+    async def lookup(order_id: str) -> dict[str, str]:
+        return {"order_id": order_id}
+
+    turns = [call("lookup", order_id="#0001"), call("lookup", order_id="#0002"), reply("done")]
+    agent = Agent(name="many", model=ScriptedModel(turns, latency_s=0.001), tools=[lookup], store=store)
+    try:
+        results = await asyncio.gather(*(agent.run(f"task {n}") for n in range(30)))
+        assert {r.status for r in results} == {"completed"}
+        assert store._batcher.batches > 0, "no append was shared"
+        for result in results:
+            state = replay(await store.load(result.run_id))
+            assert (state.status, state.steps_completed, state.tool_calls) == ("completed", 3, 2)
+    finally:
+        await store.close()
+
+
+async def test_a_fenced_append_in_a_batch_fails_alone_and_the_others_commit(url: str) -> None:
+    store = PostgresStore(url)
+    try:
+        first, second = await create(store, "r1", "a"), await create(store, "r2", "b")
+
+        async def append(state: RunState, owner: str) -> None:
+            after = state.last_seq
+            event = note(after)
+            state.apply(event)
+            await store.append(state.run_id, owner, after, [event], RunRow.of(state))
+
+        outcomes = await asyncio.gather(append(first, "a"), append(second, "intruder"), return_exceptions=True)
+        assert outcomes[0] is None and isinstance(outcomes[1], LeaseLost)
+        assert store._batcher.batches == 1  # both in one statement
+        assert len(await store.load("r1")) == 2
+        assert len(await store.load("r2")) == 1
     finally:
         await store.close()

@@ -29,6 +29,7 @@ database need synchronised clocks, and a lease far longer than their drift.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -44,6 +45,7 @@ from agentkeel.core.events import Event, RunStarted
 from agentkeel.errors import ConfigError, LeaseLost, RunBusy, RunNotFound, StoreError
 from agentkeel.stores import postgres_sql as sql
 from agentkeel.stores.base import CancelRequest, Lease, RunRow
+from agentkeel.stores.postgres_batch import AppendBatcher, Fenced, PendingAppend
 from agentkeel.stores.postgres_migrations import migrate
 from agentkeel.stores.postgres_pool import Connection, ConnectionPool
 
@@ -78,6 +80,8 @@ class PostgresStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening = asyncio.Lock()
         self._pool: ConnectionPool | None = None
+        self._leased: set[str] = set()  # runs this store object leased out: the runs driven through it now
+        self._batcher = AppendBatcher(run_batch=self._append_many, run_one=self._append_one, refuse=self._refusal)
 
     # -- connections ------------------------------------------------------------------------------------------
 
@@ -137,24 +141,43 @@ class PostgresStore:
                 await conn.execute(sql.CREATE, params)
             except psycopg.errors.UniqueViolation as exc:
                 raise StoreError(f"a run with id {first.run_id!r} already exists in {self.url}") from exc
+        self._leased.add(first.run_id)
 
     async def append(
         self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow | None
     ) -> CancelRequest | None:
         # The fence, the events and the row in one statement (the lease is renewed by the lease keeper, so an
-        # append writes only those).
+        # append writes only those); concurrent runs' appends share one statement (postgres_batch.py).
+        if row is not None:
+            row = dataclasses.replace(row, status=_text(row.status), reason=_text(row.reason))
+        pending = PendingAppend(
+            run_id=run_id,
+            owner=owner,
+            after_seq=after_seq,
+            kinds=[event.kind for event in events],
+            ats=[event.at for event in events],
+            datas=[encode_event(event) for event in events],
+            row=row,
+            future=asyncio.get_running_loop().create_future(),
+        )
+        if len(self._leased) <= 1:  # alone: nothing to share a statement with
+            return await self._append_one(pending)
+        return await self._batcher.submit(pending)
+
+    async def _append_one(self, pending: PendingAppend) -> CancelRequest | None:
         params: dict[str, Any] = {
-            "run_id": run_id,
-            "owner": owner,
-            "after_seq": after_seq,
-            "kinds": [event.kind for event in events],
-            "ats": [event.at for event in events],
-            "datas": [encode_event(event) for event in events],
+            "run_id": pending.run_id,
+            "owner": pending.owner,
+            "after_seq": pending.after_seq,
+            "kinds": pending.kinds,
+            "ats": pending.ats,
+            "datas": pending.datas,
         }
+        row = pending.row
         if row is not None:
             params.update(
-                status=_text(row.status),
-                reason=_text(row.reason),
+                status=row.status,
+                reason=row.reason,
                 steps=row.steps,
                 input_tokens=row.input_tokens,
                 output_tokens=row.output_tokens,
@@ -165,15 +188,26 @@ class PostgresStore:
             try:
                 cursor = await conn.execute(sql.APPEND if row is None else sql.APPEND_WITH_ROW, params)
             except psycopg.errors.UniqueViolation as exc:  # another writer appended the same sequence number
-                raise LeaseLost(run_id, owner) from exc
+                raise LeaseLost(pending.run_id, pending.owner) from exc
             found = await cursor.fetchone()
-            if found is None or found[0] != owner or found[1] != after_seq:
-                if found is None and not await _exists(conn, run_id):
-                    raise RunNotFound(run_id, self.url)
-                raise LeaseLost(run_id, owner)
+        if found is None or found[0] != pending.owner or found[1] != pending.after_seq:
+            raise await self._refusal(pending, found)
         if found[2] is None:
             return None
         return CancelRequest(by=found[2], reason=found[3], at=found[4])
+
+    async def _append_many(self, params: dict[str, Any]) -> Fenced:
+        async with self._connection() as conn:
+            cursor = await conn.execute(sql.APPEND_MANY, params)
+            rows = await cursor.fetchall()
+        return {found[0]: tuple(found[1:]) for found in rows}
+
+    async def _refusal(self, pending: PendingAppend, found: tuple[Any, ...] | None) -> BaseException:
+        if found is None:
+            async with self._connection() as conn:
+                if not await _exists(conn, pending.run_id):
+                    return RunNotFound(pending.run_id, self.url)
+        return LeaseLost(pending.run_id, pending.owner)
 
     async def load(self, run_id: str) -> list[Event]:
         async with self._connection() as conn, conn.cursor(binary=True) as cursor:
@@ -209,6 +243,7 @@ class PostgresStore:
                     {"run_id": run_id, "owner": owner, "expires_at": now + lease_s, "lease_s": lease_s, "now": now},
                 )
                 if await taken.fetchone() is not None:
+                    self._leased.add(run_id)
                     return Lease(run_id=run_id, owner=owner, expires_at=now + lease_s, lease_s=lease_s)
                 held = await (await conn.execute(sql.LEASE_HOLDER, (run_id,))).fetchone()
                 if held is None:
@@ -229,6 +264,7 @@ class PostgresStore:
             return renewed.rowcount == 1
 
     async def release_lease(self, run_id: str, owner: str) -> None:
+        self._leased.discard(run_id)
         async with self._connection() as conn:
             await conn.execute("DELETE FROM keel_leases WHERE run_id = %s AND owner = %s", (run_id, owner))
 

@@ -70,3 +70,34 @@ REQUEST_CANCEL = (
     "UPDATE keel_runs SET cancel_by = coalesce(cancel_by, %s), cancel_reason = coalesce(cancel_reason, %s), "
     "cancel_at = coalesce(cancel_at, %s) WHERE run_id = %s"
 )
+
+# Many runs' appends in one statement (group commit): the same fence per run, the runs' lease rows locked in
+# run-id order (so that two batches can never wait on each other in a circle), each run's events and row written
+# only if its own fence fits. One row back per run that has a lease.
+APPEND_MANY = """
+WITH input AS (
+    SELECT * FROM unnest(%(run_ids)s::text[], %(owners)s::text[], %(after_seqs)s::bigint[])
+        AS i (run_id, owner, after_seq)
+), fence AS (
+    SELECT l.run_id, l.owner, (SELECT max(seq) FROM keel_events WHERE run_id = l.run_id) AS last_seq,
+        r.cancel_by, r.cancel_reason, r.cancel_at
+    FROM keel_leases l JOIN keel_runs r ON r.run_id = l.run_id
+    WHERE l.run_id IN (SELECT run_id FROM input) ORDER BY l.run_id FOR UPDATE OF l
+), fits AS (
+    SELECT f.run_id FROM fence f JOIN input i ON i.run_id = f.run_id
+    WHERE f.owner = i.owner AND f.last_seq = i.after_seq
+), appended AS (
+    INSERT INTO keel_events (run_id, seq, kind, at, data)
+    SELECT e.run_id, e.seq, e.kind, e.at, e.data
+    FROM unnest(%(e_run_ids)s::text[], %(e_seqs)s::bigint[], %(e_kinds)s::text[], %(e_ats)s::float8[],
+        %(e_datas)s::bytea[]) AS e (run_id, seq, kind, at, data)
+    WHERE e.run_id IN (SELECT run_id FROM fits)
+), listed AS (
+    UPDATE keel_runs k SET status = w.status, reason = w.reason, steps = w.steps, input_tokens = w.input_tokens,
+        output_tokens = w.output_tokens, cost_usd = w.cost_usd, updated_at = w.updated_at
+    FROM unnest(%(w_run_ids)s::text[], %(w_status)s::text[], %(w_reason)s::text[], %(w_steps)s::bigint[],
+        %(w_input)s::bigint[], %(w_output)s::bigint[], %(w_cost)s::float8[], %(w_updated)s::float8[])
+        AS w (run_id, status, reason, steps, input_tokens, output_tokens, cost_usd, updated_at)
+    WHERE k.run_id = w.run_id AND w.run_id IN (SELECT run_id FROM fits)
+)
+SELECT run_id, owner, last_seq, cancel_by, cancel_reason, cancel_at FROM fence"""

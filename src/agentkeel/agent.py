@@ -20,7 +20,7 @@ from agentkeel.models.base import Model
 from agentkeel.models.resolve import resolve_model
 from agentkeel.pricing import PriceTable
 from agentkeel.result import RunResult
-from agentkeel.stores.base import DEFAULT_LEASE_S, CancelRequest, RunRow, Store
+from agentkeel.stores.base import DEFAULT_LEASE_S, CancelRequest, RunRow, Store, commit_events
 from agentkeel.stores.open import open_store
 from agentkeel.tools.tool import RetryPolicy, Tool
 
@@ -154,10 +154,7 @@ class Agent:
                 await self.store.release_lease(run_id, owner)  # nothing to drive: a person acts next
                 return RunResult.of(state)
             self._check_fits(state)
-            resumed = RunResumed(at=time.time(), owner=owner)
-            after = state.last_seq
-            state.apply(resumed)
-            cancel = await self.store.append(run_id, owner, after, [resumed], RunRow.of(state))
+            cancel = await commit_events(self.store, state, owner, [RunResumed(at=time.time(), owner=owner)])
         except BaseException:
             await self.store.release_lease(run_id, owner)
             raise

@@ -9,6 +9,7 @@ and asks the same question.
 from __future__ import annotations
 
 from agentkeel.core.calls import CallRecord
+from agentkeel.core.events import RunEnded
 from agentkeel.core.messages import ModelResponse
 from agentkeel.core.record import record
 from agentkeel.core.state import RunState
@@ -87,3 +88,15 @@ def finish_if_answered(response: ModelResponse) -> Finish | None:
     if response.tool_calls:
         return None
     return Finish(status="completed", output=response.text)
+
+
+def cancelled(state: RunState, *, by: str, why: str, at: float) -> RunEnded:
+    """The end of a run someone cancelled: who, why, and what the agent had said so far."""
+    return RunEnded(
+        at=at,
+        status="cancelled",
+        reason="cancelled",
+        output=state.last_model_text,
+        error=f"cancelled by {by}: {why}",
+        by=by,
+    )

@@ -1,8 +1,9 @@
 """The driver: performs the core's decisions for one run and journals every outcome before moving on.
 
-The loop is ``next_action(state)`` → perform → ``commit(events)`` → fold the events into the state. A commit
-goes to the store first and to the state second, so the state never holds what the journal does not. Commits
-per step: the model's response together with the intents of the calls it asked for, then each call's outcome.
+The loop is ``next_action(state)`` → perform → ``commit(events)``: fold the events into the state, then append
+them to the journal. Nothing acts on the new state before the append returns, and if the append fails the driver
+stops (the error propagates), so no effect ever follows from a state the journal does not hold. Commits per
+step: the model's response together with the intents of the calls it asked for, then each call's outcome.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentkeel.core.calls import CallRecord
-from agentkeel.core.decide import CallModel, Done, Finish, RecoverCalls, finish_if_answered, next_action
+from agentkeel.core.decide import CallModel, Done, Finish, RecoverCalls, cancelled, finish_if_answered, next_action
 from agentkeel.core.events import (
     Event,
     ModelResponded,
@@ -86,9 +87,7 @@ class Driver:
         self._commit_lock = asyncio.Lock()  # concurrent tool calls commit one at a time, in sequence order
         self._concurrent = False  # whether tool calls are running side by side (the lock is needed only then)
         self._price = config.prices.price(config.model.name)
-        self._no_context = ToolContext(
-            run_id=state.run_id, call="", idempotency_key="", attempt=1, agent=state.agent, deps=config.deps
-        )
+        self._no_context = self._context("", "", 1)
         self._row_status = ""  # the run row as last written: its status, and when
         self._row_written = 0.0
 
@@ -216,20 +215,21 @@ class Driver:
             outcome = ToolOutcome(content=failure.message, failure=failure, attempts=0)
         else:
             tool = valid.tool
-            if tool.takes_ctx or attempt != 1:
-                ctx = ToolContext(
-                    run_id=self.state.run_id,
-                    call=call_id,
-                    idempotency_key=key,
-                    attempt=attempt,
-                    agent=self.state.agent,
-                    deps=self._config.deps,
-                )
-            else:
-                ctx = self._no_context  # the tool takes none: nothing reads it but the attempt number
+            # A tool that takes no context reads none: only the attempt number matters, and it is 1.
+            ctx = self._context(call_id, key, attempt) if tool.takes_ctx or attempt != 1 else self._no_context
             on_retry = self._retry_journal(call_id) if tool.retry.retries else _no_retries
             outcome = await run_tool(valid, ctx, on_retry=on_retry)
         await self._commit([_finished(call_id, tool_call_id, valid.tool.name, outcome)])
+
+    def _context(self, call_id: str, key: str, attempt: int) -> ToolContext:
+        return ToolContext(
+            run_id=self.state.run_id,
+            call=call_id,
+            idempotency_key=key,
+            attempt=attempt,
+            agent=self.state.agent,
+            deps=self._config.deps,
+        )
 
     def _retry_journal(self, call_id: str) -> OnRetry:
         async def journal_retry(failed_attempt: int, failure: ToolFailure, delay: float) -> None:
@@ -285,17 +285,10 @@ class Driver:
     async def _reconcile(self, tool: Tool, record: CallRecord, valid: ValidCall) -> Reconciled | None:
         hook = tool.reconcile_fn
         assert hook is not None
-        ctx = ToolContext(
-            run_id=self.state.run_id,
-            call=record.call,
-            idempotency_key=record.idempotency_key,
-            attempt=record.attempts + 1,
-            agent=self.state.agent,
-            deps=self._config.deps,
-        )
+        ctx = self._context(record.call, record.idempotency_key, record.attempts + 1)
         args = (ctx,) if takes_context(hook) else ()  # the hook's own signature says whether it wants ctx
         try:
-            found = hook(*args, **dict(valid.arguments))
+            found = hook(*args, **valid.kwargs)
             if asyncio.iscoroutine(found):
                 found = await found
         except Exception:
@@ -305,8 +298,7 @@ class Driver:
     # -- journal --------------------------------------------------------------------------------------------
 
     async def _commit(self, events: list[Event], *, listed: bool = True) -> None:
-        """Append to the journal, then to the state. If the append fails the driver stops (the error propagates),
-        so nothing acts on a state the journal does not hold."""
+        """Fold the events into the state and append them (see the module's docstring for why that order is safe)."""
         if self._concurrent:  # tool calls side by side: their commits go one at a time, in sequence order
             async with self._commit_lock:
                 await self._commit_now(events, listed)
@@ -337,18 +329,7 @@ class Driver:
     async def _end_cancelled(self) -> None:
         cancel = self._cancel
         assert cancel is not None
-        await self._commit(
-            [
-                RunEnded(
-                    at=time.time(),
-                    status="cancelled",
-                    reason="cancelled",
-                    output=self.state.last_model_text,
-                    error=f"cancelled by {cancel.by}: {cancel.reason}",
-                    by=cancel.by,
-                )
-            ]
-        )
+        await self._commit([cancelled(self.state, by=cancel.by, why=cancel.reason, at=time.time())])
 
     # -- time -----------------------------------------------------------------------------------------------
 
@@ -364,21 +345,20 @@ class Driver:
 def _journalable(response: ModelResponse) -> ModelResponse:
     """Arguments nested past what the journal can read back are kept as JSON text (validation then refuses
     them with a message the model can act on), so that a model's output can never make a journal unreadable."""
-    for call in response.tool_calls:
-        if type(call.arguments) is dict and nested_deeper_than(call.arguments):
-            break
-    else:
+    calls = tuple(_shallow(call) for call in response.tool_calls)
+    if all(new is old for new, old in zip(calls, response.tool_calls, strict=True)):
         return response
-    calls = []
-    for call in response.tool_calls:
-        arguments = call.arguments
-        if isinstance(arguments, dict) and nested_deeper_than(arguments):
-            try:
-                arguments = json.dumps(arguments)
-            except (ValueError, RecursionError):
-                arguments = f"(arguments nested more than {MAX_DEPTH} levels deep)"
-        calls.append(ToolCall(id=call.id, name=call.name, arguments=arguments))
-    return dataclasses.replace(response, tool_calls=tuple(calls))
+    return dataclasses.replace(response, tool_calls=calls)
+
+
+def _shallow(call: ToolCall) -> ToolCall:
+    if not (isinstance(call.arguments, dict) and nested_deeper_than(call.arguments)):
+        return call
+    try:
+        arguments = json.dumps(call.arguments)
+    except (ValueError, RecursionError):
+        arguments = f"(arguments nested more than {MAX_DEPTH} levels deep)"
+    return ToolCall(id=call.id, name=call.name, arguments=arguments)
 
 
 async def _no_retries(attempt: int, failure: ToolFailure, delay: float) -> None:

@@ -10,11 +10,12 @@ import json
 import time
 from typing import Any, Literal
 
-from agentkeel.core.events import CallRetryAuthorized, Event, RunEnded, ToolCallFinished, ToolFailure
+from agentkeel.core.decide import cancelled
+from agentkeel.core.events import CallRetryAuthorized, Event, ToolCallFinished, ToolFailure
 from agentkeel.core.state import RunState, replay
 from agentkeel.engine.tool_runner import result_text
 from agentkeel.errors import ResolveError, RunBusy
-from agentkeel.stores.base import DEFAULT_LEASE_S, CancelRequest, RunRow, Store
+from agentkeel.stores.base import DEFAULT_LEASE_S, CancelRequest, Store, commit_events
 
 Decision = Literal["result", "retry", "skip"]
 
@@ -72,9 +73,7 @@ async def resolve_call(
             )
         else:
             raise ResolveError(f"unknown decision {decision!r}: use result, retry or skip")
-        after = state.last_seq
-        state.apply(event)
-        await store.append(run_id, owner, after, [event], RunRow.of(state))
+        await commit_events(store, state, owner, [event])
         return state
     finally:
         await store.release_lease(run_id, owner)
@@ -93,17 +92,7 @@ async def cancel_run(store: Store, run_id: str, *, by: str, reason: str) -> RunS
         state = replay(await store.load(run_id))
         if state.terminal:
             return state
-        event = RunEnded(
-            at=time.time(),
-            status="cancelled",
-            reason="cancelled",
-            output=state.last_model_text,
-            error=f"cancelled by {by}: {reason}",
-            by=by,
-        )
-        after = state.last_seq
-        state.apply(event)
-        await store.append(run_id, owner, after, [event], RunRow.of(state))
+        await commit_events(store, state, owner, [cancelled(state, by=by, why=reason, at=time.time())])
         return state
     finally:
         await store.release_lease(run_id, owner)

@@ -8,6 +8,7 @@ the journal (``ToolFailure.traceback``), never to the model.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -48,7 +49,9 @@ async def run_tool(
     started = time.perf_counter()
     attempt = ctx.attempt
     while True:
-        failure, result, exc = await _attempt(call, ctx if ctx.attempt == attempt else _with_attempt(ctx, attempt))
+        failure, result, exc = await _attempt(
+            call, ctx if ctx.attempt == attempt else dataclasses.replace(ctx, attempt=attempt)
+        )
         if failure is None:
             return ToolOutcome(
                 content=result_text(result),
@@ -142,17 +145,6 @@ def _transient(tool: Tool, failure: ToolFailure, exc: BaseException | None) -> b
     if failure.kind == "timeout":
         return tool.safe_to_repeat
     return failure.kind == "exception" and exc is not None and isinstance(exc, tool.retry.on)
-
-
-def _with_attempt(ctx: ToolContext, attempt: int) -> ToolContext:
-    return ToolContext(
-        run_id=ctx.run_id,
-        call=ctx.call,
-        idempotency_key=ctx.idempotency_key,
-        attempt=attempt,
-        agent=ctx.agent,
-        deps=ctx.deps,
-    )
 
 
 def _qualname(exc: BaseException) -> str:

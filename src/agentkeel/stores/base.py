@@ -127,3 +127,19 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def commit_events(store: Store, state: RunState, owner: str, events: Sequence[Event]) -> CancelRequest | None:
+    """Fold ``events`` into ``state`` and append them, with the run row they lead to, as ``owner``. (The driver
+    has its own version that rewrites the row less often.)"""
+    after = state.last_seq
+    for event in events:
+        state.apply(event)
+    return await store.append(state.run_id, owner, after, events, RunRow.of(state))
+
+
+def run_filters(*, status: str | None, agent: str | None, mark: str) -> tuple[str, list[str]]:
+    """The WHERE clause of a run listing and its parameters, with the dialect's placeholder ``mark``."""
+    wanted = [(column, value) for column, value in (("status", status), ("agent", agent)) if value is not None]
+    clause = " AND ".join(f"{column} = {mark}" for column, _ in wanted)
+    return (f"WHERE {clause}" if clause else ""), [value for _, value in wanted]

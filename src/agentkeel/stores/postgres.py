@@ -44,7 +44,7 @@ from agentkeel.core.codec import decode_journal, encode_event
 from agentkeel.core.events import Event, RunStarted
 from agentkeel.errors import ConfigError, LeaseLost, RunBusy, RunNotFound, StoreError
 from agentkeel.stores import postgres_sql as sql
-from agentkeel.stores.base import CancelRequest, Lease, RunRow
+from agentkeel.stores.base import CancelRequest, Lease, RunRow, run_filters
 from agentkeel.stores.postgres_batch import AppendBatcher, Fenced, PendingAppend
 from agentkeel.stores.postgres_migrations import migrate
 from agentkeel.stores.postgres_pool import Connection, ConnectionPool
@@ -218,14 +218,7 @@ class PostgresStore:
         return decode_journal([data for (data,) in rows], run_id=run_id)
 
     async def list_runs(self, *, limit: int = 50, status: str | None = None, agent: str | None = None) -> list[RunRow]:
-        where, params = [], []
-        if status is not None:
-            where.append("status = %s")
-            params.append(status)
-        if agent is not None:
-            where.append("agent = %s")
-            params.append(agent)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = run_filters(status=status, agent=agent, mark="%s")
         async with self._connection() as conn:
             cursor = await conn.execute(
                 f"SELECT {sql.RUN_COLUMNS} FROM keel_runs {clause} ORDER BY created_at DESC LIMIT %s",

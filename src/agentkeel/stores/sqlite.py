@@ -18,7 +18,7 @@ from pathlib import Path
 from agentkeel.core.codec import decode_journal, encode_event
 from agentkeel.core.events import Event, RunStarted
 from agentkeel.errors import LeaseLost, RunBusy, RunNotFound, StoreError
-from agentkeel.stores.base import CancelRequest, Lease, RunRow
+from agentkeel.stores.base import CancelRequest, Lease, RunRow, run_filters
 from agentkeel.stores.group_commit import GroupCommit
 from agentkeel.stores.migrations import MIGRATIONS
 
@@ -186,14 +186,7 @@ class SQLiteStore:
         return decode_journal([data for _, data in rows], run_id=run_id)
 
     async def list_runs(self, *, limit: int = 50, status: str | None = None, agent: str | None = None) -> list[RunRow]:
-        where, params = [], []
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if agent is not None:
-            where.append("agent = ?")
-            params.append(agent)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = run_filters(status=status, agent=agent, mark="?")
         with self._read() as db:
             rows = db.execute(
                 f"SELECT {_RUN_COLUMNS} FROM keel_runs {clause} ORDER BY created_at DESC LIMIT ?",

@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +47,9 @@ def journals(db: Path) -> dict[str, list[Any]]:
 
 @pytest.mark.crash
 def test_the_demo_runs_end_to_end_and_proves_the_refund_happened_once(tmp_path: Path) -> None:
-    started = time.monotonic()
     demo = keel(tmp_path, "demo")
-    elapsed = time.monotonic() - started
 
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert elapsed < 30  # the target is well under 15 s; this leaves room for a slow machine
     out = demo.stdout
     assert not ANSI.search(out)
     assert "The model is scripted" in out

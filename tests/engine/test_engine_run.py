@@ -258,7 +258,6 @@ async def test_the_result_carries_steps_usage_and_cost(make_agent: MakeAgent, re
     assert result.usage == Usage(input_tokens=3000, output_tokens=500, cache_read_tokens=1000)
     expected = (1000 * 2 + 100 * 10) / 1e6 + (1000 * 2 + 1000 * 0.5 + 400 * 10) / 1e6
     assert result.cost_usd == pytest.approx(expected)
-    assert result.duration_s >= 0
     assert str(result).startswith(f"run {result.run_id}: completed after 2 steps, 3500 tokens, $0.0095")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agentkeel import Agent, LeaseLost, ScriptedModel, SQLiteStore, call, reply, tool
+from agentkeel import Agent, LeaseLost, ModelRequest, ModelResponse, ScriptedModel, SQLiteStore, call, reply, tool
 from agentkeel.core.events import NoteWritten, RunStarted
 from agentkeel.core.state import RunState, replay
 from agentkeel.stores.base import RunRow
@@ -25,15 +25,22 @@ async def lookup(order_id: str) -> dict[str, str]:
     return {"order_id": order_id, "status": "shipped"}
 
 
+TURNS = [call("lookup", order_id="#0001"), call("lookup", order_id="#0002"), reply("done")]
+
+
+async def yielding_script(request: ModelRequest) -> ModelResponse:
+    """Each turn lets the other runs go first (as a model's latency would), so that runs overlap."""
+    await asyncio.sleep(0)
+    return TURNS[sum(1 for message in request.messages if message.kind == "assistant")]
+
+
 def note(n: int) -> NoteWritten:
     return NoteWritten(at=2.0 + n, key="k", value=str(n))
 
 
 async def test_concurrent_runs_share_commits_and_each_journal_is_whole(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "keel.db")
-    turns = [call("lookup", order_id="#0001"), call("lookup", order_id="#0002"), reply("done")]
-    script = ScriptedModel(turns, latency_s=0.001)  # every run waits on its model, so runs overlap
-    agent = Agent(name="many", model=script, tools=[lookup], store=store)
+    agent = Agent(name="many", model=ScriptedModel(yielding_script), tools=[lookup], store=store)
     results = await asyncio.gather(*(agent.run(f"task {n}") for n in range(40)))
     assert {r.status for r in results} == {"completed"}
     writes, batches = store._group.writes, store._group.batches

@@ -23,6 +23,8 @@ from agentkeel import (
     Agent,
     ConfigError,
     LeaseLost,
+    ModelRequest,
+    ModelResponse,
     RunBusy,
     ScriptedModel,
     SQLiteStore,
@@ -356,7 +358,12 @@ async def test_concurrent_runs_share_append_statements_and_each_journal_is_whole
         return {"order_id": order_id}
 
     turns = [call("lookup", order_id="#0001"), call("lookup", order_id="#0002"), reply("done")]
-    agent = Agent(name="many", model=ScriptedModel(turns, latency_s=0.001), tools=[lookup], store=store)
+
+    async def script(request: ModelRequest) -> ModelResponse:
+        await asyncio.sleep(0)  # each turn lets the other runs go first, as a model's latency would
+        return turns[sum(1 for message in request.messages if message.kind == "assistant")]
+
+    agent = Agent(name="many", model=ScriptedModel(script), tools=[lookup], store=store)
     try:
         results = await asyncio.gather(*(agent.run(f"task {n}") for n in range(30)))
         assert {r.status for r in results} == {"completed"}

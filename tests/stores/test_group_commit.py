@@ -93,3 +93,37 @@ async def test_leases_and_cancels_go_through_the_same_commits(tmp_path: Path, ru
     others = await asyncio.gather(*(store.acquire_lease(s.run_id, "other", 30.0) for s in states))
     assert {lease.owner for lease in others} == {"other"}
     await store.close()
+
+
+async def test_new_runs_share_a_transaction_and_a_taken_id_is_refused_alone(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "keel.db")
+    await create(store, "taken", "a")
+    await create(store, "other", "a")  # two runs leased: the store is no longer alone
+    batches = store._group.batches
+    outcomes = await asyncio.gather(
+        *(create(store, run_id, "b") for run_id in ("n1", "taken", "n2", "n2")), return_exceptions=True
+    )
+    assert [type(outcome).__name__ for outcome in outcomes] == ["RunState", "StoreError", "RunState", "StoreError"]
+    assert store._group.batches == batches + 1  # one transaction for all four
+    assert len(await store.load("n1")) == len(await store.load("n2")) == 1
+    assert (await store.load("taken"))[0].run_id == "taken"
+    await store.close()
+
+
+async def test_two_appends_of_one_run_in_a_batch_chain_and_a_missing_run_is_named(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "keel.db")
+    await create(store, "r1", "a")
+    await create(store, "r2", "b")
+    one, two = note(1), note(2)
+    outcomes = await asyncio.gather(
+        store.append("r1", "a", 1, [one], None),
+        store.append("r1", "a", 2, [two], None),  # follows the first in the same transaction
+        store.append("r1", "a", 2, [two], None),  # a stale journal length: refused
+        store.append("nope", "a", 0, [one], None),
+        return_exceptions=True,
+    )
+    assert outcomes[:2] == [None, None]
+    assert isinstance(outcomes[2], LeaseLost)
+    assert type(outcomes[3]).__name__ == "RunNotFound"
+    assert [e.kind for e in await store.load("r1")] == ["run_started", "note_written", "note_written"]
+    await store.close()

@@ -393,3 +393,39 @@ async def test_a_fenced_append_in_a_batch_fails_alone_and_the_others_commit(url:
         assert len(await store.load("r2")) == 1
     finally:
         await store.close()
+
+
+async def test_runs_started_together_share_a_statement_and_a_taken_id_fails_alone(url: str) -> None:
+    store = PostgresStore(url)
+    try:
+        await create(store, "taken", "a")
+        batches = store._creates.batches
+        outcomes = await asyncio.gather(
+            *(create(store, run_id, "b") for run_id in ("n1", "taken", "n2", "n3")), return_exceptions=True
+        )
+        assert [type(outcome).__name__ for outcome in outcomes] == ["RunState", "StoreError", "RunState", "RunState"]
+        assert "already exists" in str(outcomes[1])
+        assert store._creates.batches == batches  # the batch failed as a whole, then each went alone
+        for run_id in ("n1", "n2", "n3"):
+            assert len(await store.load(run_id)) == 1
+        more = await asyncio.gather(*(create(store, f"m{n}", "c") for n in range(5)))
+        assert len(more) == 5 and store._creates.batches == batches + 1  # five runs, one statement
+        assert {row.run_id for row in await store.list_runs(limit=20)} >= {"n1", "n2", "n3", "m0", "m4"}
+    finally:
+        await store.close()
+
+
+async def test_leases_let_go_together_only_their_owners(url: str) -> None:
+    store = PostgresStore(url)
+    try:
+        for n in range(4):
+            await create(store, f"r{n}", f"o{n}")
+        # r3 is let go of by someone who does not hold it: its lease stays
+        await asyncio.gather(*(store.release_lease(f"r{n}", f"o{n}" if n < 3 else "intruder") for n in range(4)))
+        assert store._releases.batches >= 1
+        taken = await asyncio.gather(*(store.acquire_lease(f"r{n}", "next", 30.0) for n in range(3)))
+        assert {lease.owner for lease in taken} == {"next"}
+        with pytest.raises(RunBusy):
+            await store.acquire_lease("r3", "next", 30.0)
+    finally:
+        await store.close()

@@ -5,8 +5,14 @@ schedules a flush for the next turn, which runs every write queued by then in on
 ``submit`` returns before the transaction holding its write has committed: an intent is still durable before
 its effect; it merely shares its commit with other runs' intents. A run alone on the store commits at once.
 
-The rule for writes: check, then change. A write refuses (raises a ``KeelError``: a lost lease, a busy run)
-only before its first change, so a refusal needs no rollback and the rest of the batch commits. Any other
+Frequent writes (appends, new runs, releases) are *batched*: ``submit_to(run_many, item)`` queues data instead
+of a function, and the flush hands all the items queued for one ``run_many`` to it at once, so that it can
+check and write them with a statement or two for the whole batch rather than a few statements each. Writes of
+different runs are independent, so the flush may group them out of their queue order.
+
+The rule for writes: check, then change. A write refuses (raises a ``KeelError``: a lost lease, a busy run; a
+batched one returns the ``KeelError`` in its item's place) only before its first change, so a refusal needs no
+rollback and the rest of the batch commits. Any other
 error (the disk, the database) fails the whole batch, and every writer in it learns so.
 """
 
@@ -21,6 +27,7 @@ from agentkeel.errors import KeelError
 Conn = TypeVar("Conn")
 Conn_co = TypeVar("Conn_co", covariant=True)
 T = TypeVar("T")
+Item = TypeVar("Item")
 
 
 class Transaction(Protocol[Conn_co]):
@@ -43,16 +50,26 @@ class GroupCommit(Generic[Conn]):
         self._wrap_error = wrap_error
         self._alone = alone
         """Whether no other run could share a commit now: then a write commits at once, without waiting a turn."""
-        self._queue: list[tuple[Callable[[Conn], Any], asyncio.Future[Any]]] = []
+        self._queue: list[tuple[Callable[[Conn, list[Any]], list[Any]], Any, asyncio.Future[Any]]] = []
         self._scheduled: asyncio.AbstractEventLoop | None = None
         self.batches = 0
         """Transactions committed so far (for measurements)."""
         self.writes = 0
 
     async def submit(self, write: Callable[[Conn], T]) -> T:
+        """Run ``write`` in the next transaction; its value once that transaction has committed."""
+        value: T = await self.submit_to(_each, write)
+        return value
+
+    async def submit_to(self, run_many: Callable[[Conn, list[Item]], list[Any]], item: Item) -> Any:
+        """Queue ``item`` for ``run_many``; its value once the transaction holding it has committed.
+
+        ``run_many(conn, items)`` writes a batch of items and returns, per item and in order, its value or the
+        ``KeelError`` that refused it.
+        """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.append((write, future))
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((run_many, item, future))
         if len(self._queue) == 1 and self._alone():
             self._flush()  # the future is settled: awaiting it below does not suspend
         elif self._scheduled is not loop:  # none scheduled on this loop (or one on a loop that is gone)
@@ -66,25 +83,41 @@ class GroupCommit(Generic[Conn]):
         batch, self._queue = self._queue, []
         if not batch:
             return
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        kinds: dict[Callable[[Conn, list[Any]], list[Any]], list[int]] = {}
+        for index, (run_many, _, _) in enumerate(batch):
+            kinds.setdefault(run_many, []).append(index)
+        outcomes: list[Any] = [None] * len(batch)
         try:
             conn = self._tx.begin()
-            for write, future in batch:
-                try:
-                    outcomes.append((future, write(conn), None))
-                except KeelError as refused:  # raised before the write changed anything
-                    outcomes.append((future, None, refused))
+            for run_many, indexes in kinds.items():
+                values = run_many(conn, [batch[index][1] for index in indexes])
+                for index, value in zip(indexes, values, strict=True):
+                    outcomes[index] = value
             self._tx.commit()
         except Exception as exc:  # nothing of the batch is durable: every writer learns it
             self._tx.rollback()
             error = self._wrap_error(exc)
-            for _, future in batch:
+            for _, _, future in batch:
                 _settle(future, None, error)
             return
         self.batches += 1
         self.writes += len(batch)
-        for future, value, failure in outcomes:
-            _settle(future, value, failure)
+        for (_, _, future), value in zip(batch, outcomes, strict=True):
+            if isinstance(value, KeelError):  # refused before it changed anything
+                _settle(future, None, value)
+            else:
+                _settle(future, value, None)
+
+
+def _each(conn: Any, writes: list[Callable[[Any], Any]]) -> list[Any]:
+    """Writes given as functions, one after the other."""
+    values: list[Any] = []
+    for write in writes:
+        try:
+            values.append(write(conn))
+        except KeelError as refused:  # raised before the write changed anything
+            values.append(refused)
+    return values
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

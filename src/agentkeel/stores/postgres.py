@@ -34,6 +34,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -45,7 +46,7 @@ from agentkeel.core.events import Event, RunStarted
 from agentkeel.errors import ConfigError, LeaseLost, RunBusy, RunNotFound, StoreError
 from agentkeel.stores import postgres_sql as sql
 from agentkeel.stores.base import CancelRequest, Lease, RunRow, run_filters
-from agentkeel.stores.postgres_batch import AppendBatcher, Fenced, PendingAppend
+from agentkeel.stores.postgres_batch import Batcher, PendingAppend, append_params, columns
 from agentkeel.stores.postgres_migrations import migrate
 from agentkeel.stores.postgres_pool import Connection, ConnectionPool
 
@@ -81,7 +82,11 @@ class PostgresStore:
         self._opening = asyncio.Lock()
         self._pool: ConnectionPool | None = None
         self._leased: set[str] = set()  # runs this store object leased out: the runs driven through it now
-        self._batcher = AppendBatcher(run_batch=self._append_many, run_one=self._append_one, refuse=self._refusal)
+        self._batcher: Batcher[PendingAppend, CancelRequest | None] = Batcher(
+            run_many=self._append_many, run_one=self._append_one
+        )
+        self._creates: Batcher[_NewRun, None] = Batcher(run_many=self._create_many, run_one=self._create_one)
+        self._releases: Batcher[tuple[str, str], None] = Batcher(run_many=self._release_many, run_one=self._release_one)
 
     # -- connections ------------------------------------------------------------------------------------------
 
@@ -131,34 +136,51 @@ class PostgresStore:
     # -- the Store protocol -----------------------------------------------------------------------------------
 
     async def create_run(self, first: RunStarted, row: RunRow, *, owner: str, lease_s: float) -> None:
+        item = _NewRun(first, row, owner, self._clock() + lease_s, lease_s)
+        await self._creates.submit(item)  # runs started together share a statement (alone: one of its own)
+        self._leased.add(first.run_id)
+
+    async def _create_one(self, item: _NewRun) -> None:
+        first = item.first
         params = (
-            *_row_values(row),
+            *_row_values(item.row),
             *(first.run_id, first.kind, first.at, encode_event(first)),
-            *(first.run_id, owner, self._clock() + lease_s, lease_s),
+            *(first.run_id, item.owner, item.expires_at, item.lease_s),
         )
         async with self._connection() as conn:
             try:
                 await conn.execute(sql.CREATE, params)
             except psycopg.errors.UniqueViolation as exc:
                 raise StoreError(f"a run with id {first.run_id!r} already exists in {self.url}") from exc
-        self._leased.add(first.run_id)
+
+    async def _create_many(self, items: list[_NewRun]) -> list[BaseException | None]:
+        params = columns([_row_values(item.row) for item in items], _ROW_NAMES)
+        params.update(
+            columns(
+                [(item.first.kind, float(item.first.at), encode_event(item.first), item.owner) for item in items],
+                ("kind", "at", "data", "owner"),
+            )
+        )
+        params.update(columns([(float(i.expires_at), float(i.lease_s)) for i in items], ("expires_at", "lease_s")))
+        async with self._connection() as conn:
+            await conn.execute(sql.CREATE_MANY, params)
+        return [None] * len(items)
 
     async def append(
         self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow | None
     ) -> CancelRequest | None:
         # The fence, the events and the row in one statement (the lease is renewed by the lease keeper, so an
         # append writes only those); concurrent runs' appends share one statement (postgres_batch.py).
-        if row is not None:
+        if row is not None and ("\x00" in row.status or "\x00" in row.reason):
             row = dataclasses.replace(row, status=_text(row.status), reason=_text(row.reason))
         pending = PendingAppend(
             run_id=run_id,
             owner=owner,
             after_seq=after_seq,
             kinds=[event.kind for event in events],
-            ats=[event.at for event in events],
+            ats=[float(event.at) for event in events],
             datas=[encode_event(event) for event in events],
             row=row,
-            future=asyncio.get_running_loop().create_future(),
         )
         if len(self._leased) <= 1:  # alone: nothing to share a statement with
             return await self._append_one(pending)
@@ -196,11 +218,20 @@ class PostgresStore:
             return None
         return CancelRequest(by=found[2], reason=found[3], at=found[4])
 
-    async def _append_many(self, params: dict[str, Any]) -> Fenced:
+    async def _append_many(self, batch: list[PendingAppend]) -> list[CancelRequest | BaseException | None]:
         async with self._connection() as conn:
-            cursor = await conn.execute(sql.APPEND_MANY, params)
-            rows = await cursor.fetchall()
-        return {found[0]: tuple(found[1:]) for found in rows}
+            cursor = await conn.execute(sql.APPEND_MANY, append_params(batch))
+            fenced = {found[0]: tuple(found[1:]) for found in await cursor.fetchall()}
+        answers: list[CancelRequest | BaseException | None] = []
+        for pending in batch:
+            found = fenced.get(pending.run_id)
+            if found is None or found[0] != pending.owner or found[1] != pending.after_seq:
+                answers.append(await self._refusal(pending, found))
+            elif found[2] is None:
+                answers.append(None)
+            else:
+                answers.append(CancelRequest(by=found[2], reason=found[3], at=found[4]))
+        return answers
 
     async def _refusal(self, pending: PendingAppend, found: tuple[Any, ...] | None) -> BaseException:
         if found is None:
@@ -258,8 +289,19 @@ class PostgresStore:
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         self._leased.discard(run_id)
+        if self._leased:  # other runs are about: share a statement with theirs
+            await self._releases.submit((run_id, owner))
+        else:
+            await self._release_one((run_id, owner))
+
+    async def _release_one(self, lease: tuple[str, str]) -> None:
         async with self._connection() as conn:
-            await conn.execute("DELETE FROM keel_leases WHERE run_id = %s AND owner = %s", (run_id, owner))
+            await conn.execute("DELETE FROM keel_leases WHERE run_id = %s AND owner = %s", lease)
+
+    async def _release_many(self, leases: list[tuple[str, str]]) -> list[BaseException | None]:
+        async with self._connection() as conn:
+            await conn.execute(sql.RELEASE_MANY, columns(leases, ("run_id", "owner")))
+        return [None] * len(leases)
 
     async def request_cancel(self, run_id: str, request: CancelRequest) -> None:
         async with self._connection() as conn:
@@ -337,6 +379,9 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
+_ROW_NAMES = tuple(name.strip() for name in sql.RUN_COLUMNS.split(","))
+
+
 def _row_values(row: RunRow) -> tuple[object, ...]:
     return (
         row.run_id,
@@ -345,17 +390,25 @@ def _row_values(row: RunRow) -> tuple[object, ...]:
         _text(row.reason),
         _text(row.task),
         _text(row.model),
-        row.steps,
-        row.input_tokens,
-        row.output_tokens,
-        row.cost_usd,
-        row.created_at,
-        row.updated_at,
+        int(row.steps),
+        int(row.input_tokens),
+        int(row.output_tokens),
+        float(row.cost_usd),
+        float(row.created_at),
+        float(row.updated_at),
         row.parent_id,
         _text(row.agent_ref),
     )
 
 
+@dataclass(slots=True)
+class _NewRun:
+    first: RunStarted
+    row: RunRow
+    owner: str
+    expires_at: float
+    lease_s: float
+
+
 def _row_of(values: Sequence[object]) -> RunRow:
-    names = [name.strip() for name in sql.RUN_COLUMNS.split(",")]
-    return RunRow(**dict(zip(names, values, strict=True)))  # type: ignore[arg-type]
+    return RunRow(**dict(zip(_ROW_NAMES, values, strict=True)))  # type: ignore[arg-type]

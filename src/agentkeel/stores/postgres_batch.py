@@ -1,8 +1,13 @@
-"""Group commit for PostgreSQL: the appends of concurrent runs in one statement, one round trip, one commit.
+"""Group commit for PostgreSQL: the writes of concurrent runs in one statement, one round trip, one commit.
 
-Appends queued in one event-loop turn are written together by ``APPEND_MANY`` (each run keeps its own fence: a
-run whose lease or journal length does not fit writes nothing and gets ``LeaseLost``, the others commit). If the
-batch statement itself fails, each append is retried on its own, so that every caller gets its own answer.
+Writes of one kind (new runs, appends, lease releases) queued in one event-loop turn go out together: ``run_many``
+writes the whole batch in one statement and answers per item (a value, or the error that refused that item: an
+append keeps its own fence, so a run whose lease or journal length does not fit writes nothing and gets
+``LeaseLost`` while the others commit). If the batch statement itself fails (a run id already taken, say), each
+item is written again on its own (``run_one``), so that every caller gets its own answer.
+
+At most ``IN_FLIGHT`` statements of a kind are out at once: what queues meanwhile goes in the next one as soon as
+one comes back, so the busier the store, the larger the statements (and the fewer round trips).
 """
 
 from __future__ import annotations
@@ -10,9 +15,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from agentkeel.stores.base import CancelRequest, RunRow
+from agentkeel.stores.base import RunRow
+
+Item = TypeVar("Item")
+R = TypeVar("R")
+
+IN_FLIGHT = 1
 
 
 @dataclass(kw_only=True, slots=True)
@@ -24,65 +34,72 @@ class PendingAppend:
     ats: list[float]
     datas: list[bytes]
     row: RunRow | None
-    future: asyncio.Future[CancelRequest | None]
 
 
-Fenced = dict[str, tuple[Any, ...]]
-"""Per run id: (owner, journal length, cancel by, cancel reason, cancel at) as the batch's fence read them."""
-
-
-class AppendBatcher:
+class Batcher(Generic[Item, R]):
     def __init__(
         self,
         *,
-        run_batch: Callable[[dict[str, Any]], Awaitable[Fenced]],
-        run_one: Callable[[PendingAppend], Awaitable[CancelRequest | None]],
-        refuse: Callable[[PendingAppend, tuple[Any, ...] | None], Awaitable[BaseException]],
+        run_many: Callable[[list[Item]], Awaitable[list[R | BaseException]]],
+        run_one: Callable[[Item], Awaitable[R]],
     ) -> None:
-        self._run_batch = run_batch
+        self._run_many = run_many
         self._run_one = run_one
-        self._refuse = refuse
-        self._queue: list[PendingAppend] = []
+        self._queue: list[tuple[Item, asyncio.Future[R]]] = []
         self._scheduled: asyncio.AbstractEventLoop | None = None
+        self._in_flight = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0
+        """Batch statements that succeeded so far (for measurements)."""
 
-    async def submit(self, pending: PendingAppend) -> CancelRequest | None:
+    async def submit(self, item: Item) -> R:
         loop = asyncio.get_running_loop()
-        self._queue.append(pending)
-        if self._scheduled is not loop:
+        if self._loop is not loop:  # a new event loop (the store's pool is remade too): nothing is out on it
+            self._loop, self._queue, self._scheduled, self._in_flight = loop, [], None, 0
+        future: asyncio.Future[R] = loop.create_future()
+        self._queue.append((item, future))
+        if self._scheduled is not loop and self._in_flight < IN_FLIGHT:
             self._scheduled = loop
-            loop.call_soon(lambda: loop.create_task(self._flush()))
-        return await pending.future
+            loop.call_soon(self._start)
+        return await future
+
+    def _start(self) -> None:
+        self._scheduled = None
+        if self._queue and self._in_flight < IN_FLIGHT:
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._flush())
+            task.add_done_callback(self._finished)
+
+    def _finished(self, _: asyncio.Task[None]) -> None:
+        self._in_flight -= 1
+        self._start()  # what queued meanwhile
 
     async def _flush(self) -> None:
-        self._scheduled = None
         batch, self._queue = self._queue, []
         if len(batch) == 1:
-            await self._alone(batch[0])
+            await self._alone(*batch[0])
             return
         try:
-            fenced = await self._run_batch(_params(batch))
-        except Exception:  # e.g. a stale journal length colliding on (run id, seq): each on its own, to say who
-            await asyncio.gather(*(self._alone(pending) for pending in batch))
+            answers = await self._run_many([item for item, _ in batch])
+        except Exception:  # e.g. one item colliding with a row already there: each on its own, to say which
+            await asyncio.gather(*(self._alone(item, future) for item, future in batch))
             return
         self.batches += 1
-        for pending in batch:
-            found = fenced.get(pending.run_id)
-            if found is None or found[0] != pending.owner or found[1] != pending.after_seq:
-                _settle(pending, None, await self._refuse(pending, found))
-            elif found[2] is None:
-                _settle(pending, None, None)
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if isinstance(answer, BaseException):
+                _settle(future, None, answer)
             else:
-                _settle(pending, CancelRequest(by=found[2], reason=found[3], at=found[4]), None)
+                _settle(future, answer, None)
 
-    async def _alone(self, pending: PendingAppend) -> None:
+    async def _alone(self, item: Item, future: asyncio.Future[R]) -> None:
         try:
-            _settle(pending, await self._run_one(pending), None)
+            _settle(future, await self._run_one(item), None)
         except Exception as exc:
-            _settle(pending, None, exc)
+            _settle(future, None, exc)
 
 
-def _params(batch: list[PendingAppend]) -> dict[str, Any]:
+def append_params(batch: list[PendingAppend]) -> dict[str, Any]:
+    """``APPEND_MANY``'s arrays."""
     params: dict[str, list[Any]] = {
         key: []
         for key in (
@@ -119,18 +136,25 @@ def _params(batch: list[PendingAppend]) -> dict[str, Any]:
             params["w_run_ids"].append(pending.run_id)
             params["w_status"].append(row.status)
             params["w_reason"].append(row.reason)
-            params["w_steps"].append(row.steps)
-            params["w_input"].append(row.input_tokens)
-            params["w_output"].append(row.output_tokens)
-            params["w_cost"].append(row.cost_usd)
-            params["w_updated"].append(row.updated_at)
+            params["w_steps"].append(int(row.steps))
+            params["w_input"].append(int(row.input_tokens))
+            params["w_output"].append(int(row.output_tokens))
+            params["w_cost"].append(float(row.cost_usd))
+            params["w_updated"].append(float(row.updated_at))
     return params
 
 
-def _settle(pending: PendingAppend, value: CancelRequest | None, error: BaseException | None) -> None:
-    if pending.future.cancelled():
+def columns(rows: list[tuple[Any, ...]], names: tuple[str, ...]) -> dict[str, list[Any]]:
+    """Rows of values as one array per column, for statements that ``unnest`` them."""
+    if not rows:
+        return {name: [] for name in names}
+    return {name: list(values) for name, values in zip(names, zip(*rows, strict=True), strict=True)}
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.cancelled():
         return
     if error is None:
-        pending.future.set_result(value)
+        future.set_result(value)
     else:
-        pending.future.set_exception(error)
+        future.set_exception(error)

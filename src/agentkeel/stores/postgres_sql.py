@@ -76,7 +76,7 @@ REQUEST_CANCEL = (
 # only if its own fence fits. One row back per run that has a lease.
 APPEND_MANY = """
 WITH input AS (
-    SELECT * FROM unnest(%(run_ids)s::text[], %(owners)s::text[], %(after_seqs)s::bigint[])
+    SELECT * FROM unnest(%(run_ids)b::text[], %(owners)b::text[], %(after_seqs)b::bigint[])
         AS i (run_id, owner, after_seq)
 ), fence AS (
     SELECT l.run_id, l.owner, (SELECT max(seq) FROM keel_events WHERE run_id = l.run_id) AS last_seq,
@@ -89,15 +89,37 @@ WITH input AS (
 ), appended AS (
     INSERT INTO keel_events (run_id, seq, kind, at, data)
     SELECT e.run_id, e.seq, e.kind, e.at, e.data
-    FROM unnest(%(e_run_ids)s::text[], %(e_seqs)s::bigint[], %(e_kinds)s::text[], %(e_ats)s::float8[],
-        %(e_datas)s::bytea[]) AS e (run_id, seq, kind, at, data)
+    FROM unnest(%(e_run_ids)b::text[], %(e_seqs)b::bigint[], %(e_kinds)b::text[], %(e_ats)b::float8[],
+        %(e_datas)b::bytea[]) AS e (run_id, seq, kind, at, data)
     WHERE e.run_id IN (SELECT run_id FROM fits)
 ), listed AS (
     UPDATE keel_runs k SET status = w.status, reason = w.reason, steps = w.steps, input_tokens = w.input_tokens,
         output_tokens = w.output_tokens, cost_usd = w.cost_usd, updated_at = w.updated_at
-    FROM unnest(%(w_run_ids)s::text[], %(w_status)s::text[], %(w_reason)s::text[], %(w_steps)s::bigint[],
-        %(w_input)s::bigint[], %(w_output)s::bigint[], %(w_cost)s::float8[], %(w_updated)s::float8[])
+    FROM unnest(%(w_run_ids)b::text[], %(w_status)b::text[], %(w_reason)b::text[], %(w_steps)b::bigint[],
+        %(w_input)b::bigint[], %(w_output)b::bigint[], %(w_cost)b::float8[], %(w_updated)b::float8[])
         AS w (run_id, status, reason, steps, input_tokens, output_tokens, cost_usd, updated_at)
     WHERE k.run_id = w.run_id AND w.run_id IN (SELECT run_id FROM fits)
 )
 SELECT run_id, owner, last_seq, cancel_by, cancel_reason, cancel_at FROM fence"""
+
+# Many new runs in one statement (group commit): each with its first event and its lease. A run id already taken
+# fails the whole statement; the store then creates each run on its own, to tell which.
+CREATE_MANY = f"""
+WITH run AS (
+    INSERT INTO keel_runs ({RUN_COLUMNS})
+    SELECT * FROM unnest(%(run_id)b::text[], %(agent)b::text[], %(status)b::text[], %(reason)b::text[],
+        %(task)b::text[], %(model)b::text[], %(steps)b::bigint[], %(input_tokens)b::bigint[],
+        %(output_tokens)b::bigint[], %(cost_usd)b::float8[], %(created_at)b::float8[], %(updated_at)b::float8[],
+        %(parent_id)b::text[], %(agent_ref)b::text[])
+), first AS (
+    INSERT INTO keel_events (run_id, seq, kind, at, data)
+    SELECT run_id, 1, kind, at, data FROM unnest(%(run_id)b::text[], %(kind)b::text[], %(at)b::float8[],
+        %(data)b::bytea[]) AS e (run_id, kind, at, data)
+)
+INSERT INTO keel_leases (run_id, owner, expires_at, lease_s)
+SELECT * FROM unnest(%(run_id)b::text[], %(owner)b::text[], %(expires_at)b::float8[], %(lease_s)b::float8[])"""
+
+# Many leases let go of in one statement: each only if its owner still holds it.
+RELEASE_MANY = """
+DELETE FROM keel_leases l USING unnest(%(run_id)b::text[], %(owner)b::text[]) AS r (run_id, owner)
+WHERE l.run_id = r.run_id AND l.owner = r.owner"""

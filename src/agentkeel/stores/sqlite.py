@@ -15,22 +15,23 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from agentkeel.core.codec import decode_journal, encode_event
+from agentkeel.core.codec import decode_journal
 from agentkeel.core.events import Event, RunStarted
-from agentkeel.errors import LeaseLost, RunBusy, RunNotFound, StoreError
+from agentkeel.errors import KeelError, RunBusy, RunNotFound, StoreError
 from agentkeel.stores.base import CancelRequest, Lease, RunRow, run_filters
 from agentkeel.stores.group_commit import GroupCommit
 from agentkeel.stores.migrations import MIGRATIONS
+from agentkeel.stores.sqlite_batch import (
+    RUN_COLUMNS,
+    Append,
+    NewRun,
+    append_item,
+    append_many,
+    create_many,
+    release_many,
+)
 
-_RUN_COLUMNS = (
-    "run_id, agent, status, reason, task, model, steps, input_tokens, output_tokens, cost_usd, created_at, "
-    "updated_at, parent_id, agent_ref"
-)
 _SYNC_MODES = ("off", "normal", "full", "extra")
-_APPEND_CHECK = (
-    "SELECT (SELECT owner FROM keel_leases WHERE run_id = ?), (SELECT max(seq) FROM keel_events WHERE run_id = ?), "
-    "cancel_by, cancel_reason, cancel_at FROM keel_runs WHERE run_id = ?"
-)
 
 
 class SQLiteStore:
@@ -117,66 +118,19 @@ class SQLiteStore:
     # -- the Store protocol -------------------------------------------------------------------------------
 
     async def create_run(self, first: RunStarted, row: RunRow, *, owner: str, lease_s: float) -> None:
-        def write(db: sqlite3.Connection) -> None:
-            try:
-                db.execute(
-                    f"INSERT INTO keel_runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    _row_values(row),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise StoreError(f"a run with id {first.run_id!r} already exists in {self.url}") from exc
-            db.execute(
-                "INSERT INTO keel_events (run_id, seq, kind, at, data) VALUES (?, 1, ?, ?, ?)",
-                (first.run_id, first.kind, first.at, encode_event(first)),
-            )
-            db.execute(
-                "INSERT INTO keel_leases (run_id, owner, expires_at, lease_s) VALUES (?, ?, ?, ?)",
-                (first.run_id, owner, self._clock() + lease_s, lease_s),
-            )
-
-        await self._group.submit(write)
+        item = NewRun(first=first, row=row, owner=owner, expires_at=self._clock() + lease_s, lease_s=lease_s)
+        await self._group.submit_to(self._create_many, item)
         self._leased.add(first.run_id)
 
     async def append(
         self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow | None
     ) -> CancelRequest | None:
-        # One read checks the fence (lease owner, journal length) and fetches a pending cancel; the lease itself
-        # is renewed by the driver's heartbeat, so an append writes only the events (and the row, when given).
-        encoded = [
-            (run_id, after_seq + offset, event.kind, event.at, encode_event(event))
-            for offset, event in enumerate(events, start=1)
-        ]
-
-        def write(db: sqlite3.Connection) -> CancelRequest | None:
-            found = db.execute(_APPEND_CHECK, (run_id, run_id, run_id)).fetchone()
-            if found is None:
-                raise RunNotFound(run_id, self.url)
-            if found[0] != owner or found[1] != after_seq:
-                raise LeaseLost(run_id, owner)
-            try:
-                db.executemany("INSERT INTO keel_events (run_id, seq, kind, at, data) VALUES (?, ?, ?, ?, ?)", encoded)
-            except sqlite3.IntegrityError as exc:  # another writer appended the same sequence number
-                raise LeaseLost(run_id, owner) from exc
-            if row is not None:
-                db.execute(
-                    "UPDATE keel_runs SET status = ?, reason = ?, steps = ?, input_tokens = ?, "
-                    "output_tokens = ?, cost_usd = ?, updated_at = ? WHERE run_id = ?",
-                    (
-                        row.status,
-                        row.reason,
-                        row.steps,
-                        row.input_tokens,
-                        row.output_tokens,
-                        row.cost_usd,
-                        row.updated_at,
-                        run_id,
-                    ),
-                )
-            if found[2] is None:
-                return None
-            return CancelRequest(by=found[2], reason=found[3], at=found[4])
-
-        return await self._group.submit(write)
+        # One read for the batch checks the fences (lease owner, journal length) and fetches pending cancels; the
+        # lease itself is renewed by the driver's heartbeat, so an append writes only the events (and the row).
+        answer: CancelRequest | None = await self._group.submit_to(
+            self._append_many, append_item(run_id, owner, after_seq, events, row)
+        )
+        return answer
 
     async def load(self, run_id: str) -> list[Event]:
         with self._read() as db:
@@ -189,7 +143,7 @@ class SQLiteStore:
         clause, params = run_filters(status=status, agent=agent, mark="?")
         with self._read() as db:
             rows = db.execute(
-                f"SELECT {_RUN_COLUMNS} FROM keel_runs {clause} ORDER BY created_at DESC LIMIT ?",
+                f"SELECT {RUN_COLUMNS} FROM keel_runs {clause} ORDER BY created_at DESC LIMIT ?",
                 (*params, limit),
             ).fetchall()
         return [_row_of(values) for values in rows]
@@ -225,11 +179,8 @@ class SQLiteStore:
         return await self._group.submit(write)
 
     async def release_lease(self, run_id: str, owner: str) -> None:
-        def write(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM keel_leases WHERE run_id = ? AND owner = ?", (run_id, owner))
-
         self._leased.discard(run_id)
-        await self._group.submit(write)
+        await self._group.submit_to(release_many, (run_id, owner))
 
     async def request_cancel(self, run_id: str, request: CancelRequest) -> None:
         def write(db: sqlite3.Connection) -> None:
@@ -242,6 +193,12 @@ class SQLiteStore:
                 raise RunNotFound(run_id, self.url)
 
         await self._group.submit(write)
+
+    def _create_many(self, db: sqlite3.Connection, items: list[NewRun]) -> list[KeelError | None]:
+        return create_many(db, items, self.url)
+
+    def _append_many(self, db: sqlite3.Connection, items: list[Append]) -> list[CancelRequest | KeelError | None]:
+        return append_many(db, items, self.url)
 
     async def close(self) -> None:
         with self._lock:
@@ -279,25 +236,6 @@ class _Transaction:
             self._lock.release()
 
 
-def _row_values(row: RunRow) -> tuple[object, ...]:
-    return (
-        row.run_id,
-        row.agent,
-        row.status,
-        row.reason,
-        row.task,
-        row.model,
-        row.steps,
-        row.input_tokens,
-        row.output_tokens,
-        row.cost_usd,
-        row.created_at,
-        row.updated_at,
-        row.parent_id,
-        row.agent_ref,
-    )
-
-
 def _row_of(values: Sequence[object]) -> RunRow:
-    names = [name.strip() for name in _RUN_COLUMNS.split(",")]
+    names = [name.strip() for name in RUN_COLUMNS.split(",")]
     return RunRow(**dict(zip(names, values, strict=True)))  # type: ignore[arg-type]

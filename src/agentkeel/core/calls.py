@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agentkeel.core.events import ToolCallFinished, ToolCallStarted
+from agentkeel.core.events import ApprovalRequested, ToolCallFinished, ToolCallStarted
 
 CallStatus = Literal["started", "finished"]
+Decision = Literal["pending", "approved", "rejected"]
 
 
 @dataclass(kw_only=True, slots=True)
@@ -42,3 +43,24 @@ class CallRecord:
     @property
     def idempotency_key(self) -> str:
         return self.started.idempotency_key
+
+
+@dataclass(kw_only=True, slots=True)
+class Approval:
+    """A gated call and a person's decision about it."""
+
+    requested: ApprovalRequested
+    decision: Decision = "pending"
+    by: str = ""
+    arguments: dict[str, Any] | None = None
+    """The arguments the call runs with once approved (edited ones, or the model's)."""
+    reason: str = ""
+    """Why it was rejected."""
+
+    @property
+    def call(self) -> str:
+        return self.requested.call
+
+    @property
+    def name(self) -> str:
+        return self.requested.name

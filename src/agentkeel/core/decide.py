@@ -8,7 +8,7 @@ and asks the same question.
 
 from __future__ import annotations
 
-from agentkeel.core.calls import CallRecord
+from agentkeel.core.calls import Approval, CallRecord
 from agentkeel.core.events import RunEnded
 from agentkeel.core.messages import ModelResponse
 from agentkeel.core.record import record
@@ -17,9 +17,26 @@ from agentkeel.core.state import RunState
 
 @record
 class CallModel:
-    """Ask the model for step ``step``."""
+    """Ask the model for step ``step``; ``final``: the run's last turn, without tools (see ``Intervened``)."""
 
     step: int
+    final: bool = False
+
+
+@record
+class RunApproved:
+    """Gated calls a person approved: start and run each (with the arguments as approved)."""
+
+    calls: tuple[Approval, ...]
+
+
+@record
+class Pause:
+    """Stop and wait for a person (the pause is journaled, the lease let go of)."""
+
+    reason: str
+    detail: str
+    calls: tuple[str, ...]
 
 
 @record
@@ -52,17 +69,21 @@ class Done:
     """The run has already ended."""
 
 
-Action = CallModel | RecoverCalls | Finish | Wait | Done
+Action = CallModel | RecoverCalls | RunApproved | Pause | Finish | Wait | Done
 
 
 def next_action(state: RunState, *, driven_s: float) -> Action:
     """What the run does next. ``driven_s`` is the time it has been driven so far, this process included."""
     if state.terminal:
         return Done()
-    if state.status == "paused" and state.attention:
+    if state.status == "paused" and state.waiting:
         return Wait(reason=state.reason, detail=state.detail)
     if state.open_calls:
         return RecoverCalls(calls=tuple(state.open_calls.values()))
+    if state.approved:
+        return RunApproved(calls=tuple(state.approved.values()))
+    if state.awaiting:
+        return Pause(reason="awaiting_approval", detail=awaiting_detail(state), calls=state.awaiting)
     if state.timeout_s is not None and driven_s >= state.timeout_s:
         return Finish(
             status="failed",
@@ -80,7 +101,18 @@ def next_action(state: RunState, *, driven_s: float) -> Action:
             f"(Agent(max_steps={state.max_steps})); read the run with `keel show {state.run_id}` to see where "
             "it went round",
         )
-    return CallModel(step=state.steps_completed + 1)
+    return CallModel(step=state.steps_completed + 1, final=bool(state.final_turn))
+
+
+def awaiting_detail(state: RunState) -> str:
+    """The sentence a paused(awaiting_approval) run shows: which calls, why, and the commands that decide."""
+    listed = "; ".join(
+        f"{call} {state.approvals[call].name} ({state.approvals[call].requested.why})" for call in state.awaiting
+    )
+    return (
+        f"waiting for approval: {listed}. Decide each with `keel approve {state.run_id} CALL [--args JSON]` or "
+        f"`keel reject {state.run_id} CALL --reason TEXT`, then `keel resume {state.run_id}`"
+    )
 
 
 def finish_if_answered(response: ModelResponse) -> Finish | None:

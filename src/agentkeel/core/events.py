@@ -34,6 +34,9 @@ FailureKind = Literal[
     "tool_error",
     "skipped",
     "disabled",
+    "denied",
+    "rejected",
+    "over_budget",
 ]
 """Why a tool call did not produce a result."""
 
@@ -181,6 +184,76 @@ class ToolCallResumed:
 
 
 @record
+class ApprovalRequested:
+    """A call that a gate holds for a person's decision; committed with the response that asked for it. The call
+    runs only after a ``CallApproved`` (then with a ``ToolCallStarted`` of its own, like any call)."""
+
+    kind: Literal["approval_requested"] = "approval_requested"
+    at: float
+    call: str
+    tool_call_id: str
+    name: str
+    arguments: dict[str, Any]
+    """The arguments after validation, as the model gave them."""
+    idempotency_key: str
+    why: str
+    """The rule that gated it, for the person deciding (``refunds above $100``)."""
+
+
+@record
+class CallApproved:
+    """A person approved a gated call, optionally with edited arguments (already validated)."""
+
+    kind: Literal["call_approved"] = "call_approved"
+    at: float
+    call: str
+    by: str
+    arguments: dict[str, Any] | None = None
+    """The edited arguments the call runs with, or ``None`` for the model's own."""
+
+
+@record
+class CallRejected:
+    """A person rejected a gated call; the model is told so, with the reason, and the call never runs."""
+
+    kind: Literal["call_rejected"] = "call_rejected"
+    at: float
+    call: str
+    by: str
+    reason: str
+
+
+@record
+class Intervened:
+    """The engine spoke to the model (a loop, a budget): the message joins the conversation as a user turn."""
+
+    kind: Literal["intervened"] = "intervened"
+    at: float
+    rule: str
+    """``repeated_call``, ``repeated_error``, ``no_progress``, ``budget``, ..."""
+    message: str
+    """What the model reads."""
+    evidence: str = ""
+    """What the engine saw, for the operator."""
+    final: bool = False
+    """The next model turn is the run's last, without tools: then the run ends ``failed(final_reason)``."""
+    final_reason: str = ""
+
+
+@record
+class ContextCompacted:
+    """From now on the model sees the conversation's older tool results as short digests (the journal keeps
+    them whole). Messages before index ``upto`` are compacted; the task and the notes always stay verbatim."""
+
+    kind: Literal["context_compacted"] = "context_compacted"
+    at: float
+    upto: int
+    tokens_before: int
+    """The estimated prompt size before compaction."""
+    tokens_after: int
+
+
+@record
 class NoteWritten:
     """The agent's scratchpad: notes survive compaction and resume."""
 
@@ -239,6 +312,11 @@ Event = (
     | ToolCallFinished
     | CallRetryAuthorized
     | ToolCallResumed
+    | ApprovalRequested
+    | CallApproved
+    | CallRejected
+    | Intervened
+    | ContextCompacted
     | NoteWritten
     | RunPaused
     | RunResumed

@@ -16,11 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentkeel.core.calls import CallRecord
+from agentkeel.core.calls import Approval, CallRecord
 from agentkeel.core.events import (
     TERMINAL_STATUSES,
+    ApprovalRequested,
+    CallApproved,
+    CallRejected,
     CallRetryAuthorized,
+    ContextCompacted,
     Event,
+    Intervened,
     ModelResponded,
     ModelRetrying,
     NoteWritten,
@@ -79,6 +84,20 @@ class RunState:
     """Calls started and not finished, in start order (kept apart so that a long run's step stays O(1))."""
     attention: tuple[str, ...] = ()
     """Calls a person must resolve before the run can go on (``paused(needs_attention)``)."""
+    approvals: dict[str, Approval] = field(default_factory=dict)
+    """Every gated call of the run and its decision."""
+    awaiting: tuple[str, ...] = ()
+    """Gated calls waiting for a person's decision (``paused(awaiting_approval)``)."""
+    approved: dict[str, Approval] = field(default_factory=dict)
+    """Approved calls that have not started yet."""
+    tool_counts: dict[str, int] = field(default_factory=dict)
+    """Calls started, per tool."""
+    interventions: dict[str, int] = field(default_factory=dict)
+    """Messages the engine gave the model, per rule (loops, budgets)."""
+    final_turn: str = ""
+    """Set when the next model turn is the last (no tools): the reason the run then fails with."""
+    compacted_upto: int = 0
+    """Messages before this index reach the model as digests (``ContextCompacted``)."""
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
@@ -115,6 +134,11 @@ class RunState:
     def in_flight(self) -> list[CallRecord]:
         """Calls that started and have no outcome: after a crash, these are the ones to resolve."""
         return list(self.open_calls.values())
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the run waits for a person: an interrupted call to resolve, or a gated call to decide."""
+        return bool(self.attention or self.awaiting)
 
     def conversation(self) -> Conversation:
         """The conversation so far, as a view that costs nothing to make."""
@@ -192,7 +216,10 @@ def _model_retrying(state: RunState, event: ModelRetrying) -> None:
 
 def _tool_call_started(state: RunState, event: ToolCallStarted) -> None:
     state.tool_calls += 1
+    state.tool_counts[event.name] = state.tool_counts.get(event.name, 0) + 1
     state.calls[event.call] = state.open_calls[event.call] = CallRecord(started=event)
+    if state.approved:
+        state.approved.pop(event.call, None)
 
 
 def _tool_call_retrying(state: RunState, event: ToolCallRetrying) -> None:
@@ -238,6 +265,44 @@ def _tool_call_resumed(state: RunState, event: ToolCallResumed) -> None:
     record.retry_authorized = False  # a person's "retry" covers one attempt
 
 
+def _approval_requested(state: RunState, event: ApprovalRequested) -> None:
+    if event.call in state.approvals or event.call in state.calls:
+        raise JournalError(f"run {state.run_id}: call {event.call} gated twice")
+    state.approvals[event.call] = Approval(requested=event)
+    state.awaiting = (*state.awaiting, event.call)
+
+
+def _pending(state: RunState, call: str, what: str) -> Approval:
+    approval = state.approvals.get(call)
+    if approval is None or approval.decision != "pending":
+        raise JournalError(f"run {state.run_id}: call {call} {what}, but it is not waiting for a decision")
+    state.awaiting = tuple(c for c in state.awaiting if c != call)
+    return approval
+
+
+def _call_approved(state: RunState, event: CallApproved) -> None:
+    approval = _pending(state, event.call, "approved")
+    approval.decision, approval.by = "approved", event.by
+    approval.arguments = event.arguments if event.arguments is not None else approval.requested.arguments
+    state.approved[event.call] = approval
+
+
+def _call_rejected(state: RunState, event: CallRejected) -> None:
+    approval = _pending(state, event.call, "rejected")
+    approval.decision, approval.by, approval.reason = "rejected", event.by, event.reason
+
+
+def _intervened(state: RunState, event: Intervened) -> None:
+    state.interventions[event.rule] = state.interventions.get(event.rule, 0) + 1
+    state.messages.append(UserMessage(text=event.message))
+    if event.final:
+        state.final_turn = event.final_reason or event.rule
+
+
+def _context_compacted(state: RunState, event: ContextCompacted) -> None:
+    state.compacted_upto = event.upto
+
+
 def _note_written(state: RunState, event: NoteWritten) -> None:
     state.notes[event.key] = event.value
 
@@ -255,7 +320,7 @@ def _run_resumed(state: RunState, event: RunResumed) -> None:
 def _run_ended(state: RunState, event: RunEnded) -> None:
     state._to(event.status, event.reason, event.error)
     state.output = event.output
-    state.attention = ()  # an ended run waits for no decision (a paused run may be cancelled)
+    state.attention = state.awaiting = ()  # an ended run waits for no decision (a paused run may be cancelled)
 
 
 def _run_started(state: RunState, event: RunStarted) -> None:
@@ -271,6 +336,11 @@ _APPLY: dict[str, Callable[[RunState, Any], None]] = {
     "tool_call_finished": _tool_call_finished,
     "call_retry_authorized": _call_retry_authorized,
     "tool_call_resumed": _tool_call_resumed,
+    "approval_requested": _approval_requested,
+    "call_approved": _call_approved,
+    "call_rejected": _call_rejected,
+    "intervened": _intervened,
+    "context_compacted": _context_compacted,
     "note_written": _note_written,
     "run_paused": _run_paused,
     "run_resumed": _run_resumed,

@@ -9,8 +9,13 @@ import pytest
 from agentkeel import JournalError, ModelResponse, ToolCall, Usage
 from agentkeel.core.codec import decode_event, encode_event
 from agentkeel.core.events import (
+    ApprovalRequested,
+    CallApproved,
+    CallRejected,
     CallRetryAuthorized,
+    ContextCompacted,
     Event,
+    Intervened,
     ModelResponded,
     ModelRetrying,
     NoteWritten,
@@ -30,6 +35,21 @@ FAILURE = ToolFailure(
 )
 
 EVENTS: list[Event] = [
+    ApprovalRequested(
+        at=3.0,
+        call="2.1",
+        tool_call_id="c9",
+        name="refund",
+        arguments={"order_id": "#1", "amount": 120.5},
+        idempotency_key="r1:2.1",
+        why="refunds above $100",
+    ),
+    CallApproved(at=3.1, call="2.1", by="ops@desk", arguments={"order_id": "#1", "amount": 100.0}),
+    CallApproved(at=3.1, call="2.2", by="ops@desk"),
+    CallRejected(at=3.2, call="2.3", by="ops@desk", reason="not without a receipt ✓"),
+    Intervened(at=3.3, rule="repeated_call", message="You called lookup 5 times.", evidence="1.1 … 5.1"),
+    Intervened(at=3.4, rule="budget", message="Answer now.", final=True, final_reason="budget_exceeded:cost_usd"),
+    ContextCompacted(at=3.5, upto=40, tokens_before=52_000, tokens_after=9_000),
     RunStarted(
         at=1.5,
         run_id="r1",
@@ -114,8 +134,7 @@ def test_every_event_kind_round_trips(event: Event) -> None:
 
 
 def test_tool_call_arguments_keep_their_form_dict_or_raw_text() -> None:
-    event = EVENTS[2]
-    assert isinstance(event, ModelResponded)
+    event = next(e for e in EVENTS if isinstance(e, ModelResponded))
     decoded = decode_event(encode_event(event))
     assert isinstance(decoded, ModelResponded)
     dict_args, raw_args, empty_args = (c.arguments for c in decoded.response.tool_calls)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import compaction
 from bench.report import render, render_markdown, report
 from bench.suite import QUICK, Settings, run_suite
 
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     result = report(samples, settings, date=stamp)
     result["duration_s"] = time.perf_counter() - started
     print(render(result))
+    result["compaction"] = compaction.measure()
+    print(f"\n{compaction.render(result['compaction'])}")
     if args.markdown:
         print(f"\n{render_markdown(result)}")
 

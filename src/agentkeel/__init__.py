@@ -5,6 +5,9 @@ no journaled model call and fires no side effect twice.
 """
 
 from agentkeel.agent import Agent
+from agentkeel.core.budget import Budget
+from agentkeel.core.compaction import ContextPolicy
+from agentkeel.core.loops import LoopPolicy
 from agentkeel.core.messages import (
     AssistantMessage,
     ModelRequest,
@@ -16,11 +19,12 @@ from agentkeel.core.messages import (
     UserMessage,
 )
 from agentkeel.core.state import RunState
-from agentkeel.engine.operator import cancel_run, resolve_call
+from agentkeel.engine.operator import approve_call, cancel_run, reject_call, resolve_call
 from agentkeel.errors import (
     ConfigError,
     JournalError,
     KeelError,
+    Killed,
     LeaseLost,
     ModelError,
     ResolveError,
@@ -29,6 +33,7 @@ from agentkeel.errors import (
     StoreError,
     ToolError,
 )
+from agentkeel.gates import Rule, deny, require_approval
 from agentkeel.models.base import Model
 from agentkeel.models.scripted import ScriptedModel, call, calls, reply
 from agentkeel.pricing import Price, PriceTable
@@ -37,15 +42,21 @@ from agentkeel.stores.base import Store
 from agentkeel.stores.memory import MemoryStore
 from agentkeel.stores.open import open_store
 from agentkeel.stores.sqlite import SQLiteStore
+from agentkeel.switches import kill, revive
+from agentkeel.tools.notes import notes_tool
 from agentkeel.tools.tool import Reconciled, RetryPolicy, Tool, ToolContext, tool
 
 __all__ = [
     "Agent",
     "AssistantMessage",
+    "Budget",
     "ConfigError",
+    "ContextPolicy",
     "JournalError",
     "KeelError",
+    "Killed",
     "LeaseLost",
+    "LoopPolicy",
     "MemoryStore",
     "Model",
     "ModelError",
@@ -56,6 +67,7 @@ __all__ = [
     "Reconciled",
     "ResolveError",
     "RetryPolicy",
+    "Rule",
     "RunBusy",
     "RunNotFound",
     "RunResult",
@@ -72,11 +84,18 @@ __all__ = [
     "ToolSchema",
     "Usage",
     "UserMessage",
+    "approve_call",
     "call",
     "calls",
     "cancel_run",
+    "deny",
+    "kill",
+    "notes_tool",
     "open_store",
+    "reject_call",
     "reply",
+    "require_approval",
     "resolve_call",
+    "revive",
     "tool",
 ]

@@ -11,11 +11,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from agentkeel.core.budget import Budget
+from agentkeel.core.compaction import ContextPolicy
 from agentkeel.core.events import RunResumed, RunStarted
+from agentkeel.core.loops import LoopPolicy
 from agentkeel.core.state import RunState, replay
-from agentkeel.engine.driver import DriveConfig, Driver
+from agentkeel.engine.controls import DriveConfig
+from agentkeel.engine.driver import Driver
 from agentkeel.engine.lease_keeper import LeaseKeeper
+from agentkeel.engine.operator import approve_call, reject_call
 from agentkeel.errors import ConfigError, JournalError, RunBusy
+from agentkeel.gates import Rule, check_rules
 from agentkeel.models.base import Model
 from agentkeel.models.resolve import resolve_model
 from agentkeel.pricing import PriceTable
@@ -23,8 +29,13 @@ from agentkeel.result import RunResult
 from agentkeel.stores.base import DEFAULT_LEASE_S, CancelRequest, RunRow, Store, commit_events
 from agentkeel.stores.open import open_store
 from agentkeel.tools.tool import RetryPolicy, Tool
+from agentkeel.tools.validate import validated_arguments
 
 DEFAULT_MODEL_RETRY = RetryPolicy(retries=4, backoff_s=0.5, max_backoff_s=30.0)
+DEFAULT_LOOPS = LoopPolicy()
+"""Spirals are caught by default: the same call and result 5 times, the same error 3 times, 8 steps with nothing new."""
+DEFAULT_CONTEXT = ContextPolicy()
+"""Past about 60,000 prompt tokens, older tool results reach the model as digests (the journal keeps them)."""
 
 
 class Agent:
@@ -47,6 +58,10 @@ class Agent:
         prices: PriceTable | None = None,
         lease_s: float = DEFAULT_LEASE_S,
         model_retry: RetryPolicy | None = None,
+        gates: Sequence[Rule] = (),
+        budget: Budget | None = None,
+        loops: LoopPolicy | None = DEFAULT_LOOPS,
+        context: ContextPolicy | None = DEFAULT_CONTEXT,
         deps: Any = None,
         ref: str = "",
     ) -> None:
@@ -67,6 +82,26 @@ class Agent:
         self.timeout = float(timeout) if timeout is not None else None
         self.prices = prices or PriceTable()
         self.lease_s = lease_s
+        self.gates = check_rules(name, gates, list(self.tools))
+        """Approval gates: which calls wait for a person, which are refused (``require_approval``, ``deny``)."""
+        for setting, value, kind, example in (
+            ("budget", budget, Budget, "Budget(cost_usd=0.50, steps=40)"),
+            ("loops", loops, LoopPolicy, "LoopPolicy(repeated_call=8)"),
+        ):
+            if value is not None and not isinstance(value, kind):
+                raise ConfigError(f"agent {name!r}: {setting} must be a {example} or None, not {value!r}")
+        self.budget = budget
+        """Limits on what a run may spend (steps, calls, tokens, cost, time), checked before each call."""
+        self.loops = loops
+        """How spirals are caught: an intervention message to the model, then ``failed(loop_detected)``."""
+        if context is not None and not isinstance(context, ContextPolicy):
+            raise ConfigError(
+                f"agent {name!r}: context must be a ContextPolicy (e.g. ContextPolicy(max_tokens=30_000)) or None, "
+                f"not {context!r}"
+            )
+        self.context = context
+        """How the conversation is kept within bounds (older tool results as digests past a threshold); ``None``:
+        the model always gets the whole history."""
         self.model_retry = model_retry or DEFAULT_MODEL_RETRY
         """How transient model failures (rate limits, server errors, timeouts) are retried; each is journaled."""
         self.deps = deps
@@ -87,6 +122,10 @@ class Agent:
             "prices": prices,
             "lease_s": lease_s,
             "model_retry": model_retry,
+            "gates": gates,
+            "budget": budget,
+            "loops": loops,
+            "context": context,
             "deps": deps,
             "ref": ref,
         }
@@ -150,11 +189,11 @@ class Agent:
             raise
         try:
             state = replay(await self.store.load(run_id))  # one read, under the lease: nobody appends meanwhile
-            if state.terminal or (state.status == "paused" and state.attention):
+            if state.terminal or (state.status == "paused" and state.waiting):
                 await self.store.release_lease(run_id, owner)  # nothing to drive: a person acts next
                 return RunResult.of(state)
             self._check_fits(state)
-            cancel = await commit_events(self.store, state, owner, [RunResumed(at=time.time(), owner=owner)])
+            cancel = (await commit_events(self.store, state, owner, [RunResumed(at=time.time(), owner=owner)])).cancel
         except BaseException:
             await self.store.release_lease(run_id, owner)
             raise
@@ -166,6 +205,21 @@ class Agent:
 
     def resume_sync(self, run_id: str, *, deps: Any = None) -> RunResult:
         return asyncio.run(self.resume(run_id, deps=deps))
+
+    async def approve(
+        self, run_id: str, call: str, *, args: dict[str, Any] | None = None, by: str = "python"
+    ) -> RunState:
+        """Approve a gated call, optionally with edited arguments (validated against the tool's schema first).
+        ``resume`` then runs it."""
+        state = await self.state(run_id)
+        approval = state.approvals.get(call)
+        if args is not None and approval is not None and approval.name in self.tools:
+            args = validated_arguments(self.tools[approval.name], args)
+        return await approve_call(self.store, run_id, call, by=by, arguments=args)
+
+    async def reject(self, run_id: str, call: str, *, reason: str, by: str = "python") -> RunState:
+        """Reject a gated call: the model is told why when the run resumes; the call never runs."""
+        return await reject_call(self.store, run_id, call, by=by, reason=reason)
 
     async def state(self, run_id: str) -> RunState:
         """A run's state, rebuilt from its journal."""
@@ -182,6 +236,10 @@ class Agent:
             prices=self.prices,
             lease_s=self.lease_s,
             model_retry=self.model_retry,
+            gates=self.gates,
+            budget=self.budget,
+            loops=self.loops,
+            context=self.context,
             deps=self.deps if deps is None else deps,
         )
         if self._keeper is None:

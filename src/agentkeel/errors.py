@@ -15,10 +15,17 @@ into a tool result the model can act on. Exceptions that *stop the caller* say w
         ├── ResolveError     a person's decision does not fit the run (``keel resolve`` on a call that is not
         │                    interrupted, say)
         ├── JournalError     a journal that is corrupt or does not fit the agent that replays it
+        ├── Killed           a kill switch on the agent (or on everything) refused to start a run
         └── StoreError       the store cannot be opened, or its schema is newer than this version of agentkeel
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentkeel.stores.base import Switch
 
 
 class ToolError(Exception):
@@ -103,6 +110,20 @@ class ResolveError(KeelError):
 
 class JournalError(KeelError):
     """A journal that is corrupt, or that does not fit the agent replaying it."""
+
+
+class Killed(KeelError):
+    """A kill switch on the run's agent, or on everything, is in force: the run was not started."""
+
+    def __init__(self, switch: Switch, agent: str) -> None:
+        what, undo = ("every agent", "--all") if switch.scope == "all" else (f"agent {agent!r}", f"--agent {agent}")
+        since = datetime.fromtimestamp(switch.at, UTC).strftime("%Y-%m-%d %H:%M UTC")  # reads no clock
+        super().__init__(
+            f"{what} is disabled by {switch.by} since {since} ({switch.reason}), so no new run of {agent!r} "
+            f"starts; `keel kill --clear {undo}` enables it again"
+        )
+        self.switch = switch
+        self.agent = agent
 
 
 class StoreError(KeelError):

@@ -64,7 +64,14 @@ async def test_the_schema_version_is_recorded_and_migrations_run_once(sqlite_pat
         assert again.schema_version == len(MIGRATIONS)
         assert raw(sqlite_path, "SELECT key, value FROM keel_meta") == [("schema_version", str(len(MIGRATIONS)))]
         tables = {name for (name,) in raw(sqlite_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert tables == {"keel_meta", "keel_runs", "keel_events", "keel_leases"}
+        assert tables == {
+            "keel_meta",
+            "keel_runs",
+            "keel_events",
+            "keel_leases",
+            "keel_switches",
+            "keel_switch_version",
+        }
     finally:
         await again.close()
 
@@ -90,7 +97,9 @@ async def test_a_store_with_a_newer_schema_refuses_to_open(sqlite_path: Path) ->
     await SQLiteStore(sqlite_path).close()
     with sqlite3.connect(sqlite_path) as db:
         db.execute("UPDATE keel_meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(StoreError, match=r"schema version 99, newer than this agentkeel knows \(1\): upgrade"):
+    with pytest.raises(
+        StoreError, match=rf"schema version 99, newer than this agentkeel knows \({len(MIGRATIONS)}\): upgrade"
+    ):
         SQLiteStore(sqlite_path)
 
 
@@ -121,10 +130,10 @@ async def test_two_stores_on_one_file_see_each_others_writes_and_leases(sqlite_p
 
         await second.request_cancel("r1", CancelRequest(by="ops", reason="stop", at=5.0))
         state.apply(NoteWritten(at=102.0, key="k2", value="v2"))
-        cancel = await first.append(
+        answer = await first.append(
             "r1", "process-1", 2, [NoteWritten(at=102.0, key="k2", value="v2")], RunRow.of(state)
         )
-        assert cancel == CancelRequest(by="ops", reason="stop", at=5.0)
+        assert answer.cancel == CancelRequest(by="ops", reason="stop", at=5.0)
 
         now[0] += 31.0  # process-1 died: its lease ran out
         await second.acquire_lease("r1", "process-2", 30.0)

@@ -7,7 +7,7 @@ import pytest
 from agentkeel import LeaseLost, ModelResponse, RunBusy, RunNotFound, Store, StoreError, ToolCall, Usage
 from agentkeel.core.events import Event, ModelResponded, NoteWritten, RunEnded, RunStarted, ToolCallStarted
 from agentkeel.core.state import RunState, replay
-from agentkeel.stores.base import CancelRequest, RunRow
+from agentkeel.stores.base import NO_SIGNALS, CancelRequest, RunRow, Signals
 
 LEASE_S = 30.0
 
@@ -23,7 +23,7 @@ async def create(store: Store, run_id: str = "r1", owner: str = "a", **changes: 
     return state
 
 
-async def append(store: Store, state: RunState, owner: str, *events: Event) -> CancelRequest | None:
+async def append(store: Store, state: RunState, owner: str, *events: Event) -> Signals:
     after = state.last_seq
     for event in events:
         state.apply(event)
@@ -184,12 +184,12 @@ async def test_a_released_lease_is_free_at_once(store: Store) -> None:
 
 async def test_a_cancel_request_comes_back_with_the_next_append(store: Store) -> None:
     state = await create(store)
-    assert await append(store, state, "a", note(1)) is None
+    assert await append(store, state, "a", note(1)) is NO_SIGNALS
     await store.request_cancel("r1", CancelRequest(by="ops", reason="customer hung up", at=123.0))
     await store.request_cancel("r1", CancelRequest(by="late", reason="second", at=124.0))  # the first one stands
-    cancel = await append(store, state, "a", note(2))
-    assert cancel == CancelRequest(by="ops", reason="customer hung up", at=123.0)
-    assert await append(store, state, "a", note(3)) == cancel
+    answer = await append(store, state, "a", note(2))
+    assert answer == Signals(cancel=CancelRequest(by="ops", reason="customer hung up", at=123.0))
+    assert await append(store, state, "a", note(3)) == answer
 
 
 async def test_list_runs_puts_the_newest_first_and_filters(store: Store) -> None:

@@ -354,3 +354,7 @@ def demo(
         return await run_demo(out, store_url=store, model=model)
 
     _execute(out, work)
+
+
+from agentkeel.cli import approvals as _approvals  # noqa: E402,F401  (its commands register on ``app``)
+from agentkeel.cli import control as _control  # noqa: E402,F401  (its commands register on ``app``)

@@ -4,8 +4,8 @@
   1  the run failed
   2  usage or configuration error: a bad argument, an agent file that does not load, a decision that does
      not fit the run, a store that cannot be opened
-  3  the run is paused: a person must act (``keel resolve``)
-  4  the run was cancelled
+  3  the run is paused: a person must act (``keel resolve``, ``keel approve``/``keel reject``)
+  4  the run was cancelled, or a kill switch on its agent refused to start it
   5  the run is busy (another live process drives it) or no run has that id
  70  an internal error (a bug in agentkeel: KEEL_DEBUG=1 shows the traceback)
 130  interrupted (Ctrl-C); the run can be resumed
@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from agentkeel.errors import KeelError, LeaseLost, RunBusy, RunNotFound
+from agentkeel.errors import KeelError, Killed, LeaseLost, RunBusy, RunNotFound
 
 OK = 0
 FAILED = 1
@@ -28,8 +28,8 @@ EPILOG = """Exit codes:
   0  completed, or the command did what it was asked
   1  the run failed
   2  usage or configuration error
-  3  paused: a person must act (keel resolve)
-  4  cancelled
+  3  paused: a person must act (keel resolve, keel approve/reject)
+  4  cancelled, or a kill switch refused to start the run
   5  busy (another process drives the run), or no such run
   70 internal error (KEEL_DEBUG=1 shows why); 130 interrupted
 
@@ -56,4 +56,6 @@ def for_error(error: KeelError) -> int:
         return error.code
     if isinstance(error, (RunBusy, RunNotFound, LeaseLost)):
         return BUSY_OR_NOT_FOUND
+    if isinstance(error, Killed):
+        return CANCELLED
     return USAGE

@@ -18,8 +18,13 @@ from rich.tree import Tree
 from agentkeel.cli.render import cost, duration, plural, shorten, status_text, tokens
 from agentkeel.core.codec import encode_event
 from agentkeel.core.events import (
+    ApprovalRequested,
+    CallApproved,
+    CallRejected,
     CallRetryAuthorized,
+    ContextCompacted,
     Event,
+    Intervened,
     ModelResponded,
     ModelRetrying,
     NoteWritten,
@@ -94,10 +99,41 @@ class _TreeBuilder:
         if isinstance(event, ModelResponded):
             self._model(event)
         elif isinstance(event, ToolCallStarted):
+            node = self.calls.get(event.call)
+            if node is None:
+                args = shorten(json.dumps(event.arguments, ensure_ascii=False), TEXT_LIMIT)
+                label = Text.assemble((f"{event.call} ", "dim"), (event.name, "bold cyan"), f" {args}")
+                self.calls[event.call] = self._step_of(event.call).add(label)
+            else:  # an approved call starts
+                node.add(Text(f"starts · {self._since(event.at)}", style="dim"))
+            self.open.add(event.call)
+        elif isinstance(event, ApprovalRequested):
             args = shorten(json.dumps(event.arguments, ensure_ascii=False), TEXT_LIMIT)
             label = Text.assemble((f"{event.call} ", "dim"), (event.name, "bold cyan"), f" {args}")
-            self.calls[event.call] = self._step_of(event.call).add(label)
-            self.open.add(event.call)
+            node = self.calls[event.call] = self._step_of(event.call).add(label)
+            node.add(Text(f"⏸ held for approval: {event.why}", style="yellow"))
+        elif isinstance(event, CallApproved):
+            edited = "" if event.arguments is None else f", with {json.dumps(event.arguments, ensure_ascii=False)}"
+            line = f"✓ approved by {event.by}{edited} · {self._since(event.at)}"
+            (self.calls.get(event.call) or self.root).add(Text(line, style="green"))
+        elif isinstance(event, CallRejected):
+            line = f"✗ rejected by {event.by}: {event.reason} · {self._since(event.at)}"
+            (self.calls.get(event.call) or self.root).add(Text(line, style="red"))
+        elif isinstance(event, Intervened):
+            node = self.root.add(
+                Text.assemble(("engine → model ", "bold yellow"), f"({event.rule}) {self._since(event.at)}")
+            )
+            node.add(Text(shorten(event.message, TEXT_LIMIT), style="yellow"))
+            if event.evidence:
+                node.add(Text(f"evidence: {shorten(event.evidence, TEXT_LIMIT)}", style="dim"))
+        elif isinstance(event, ContextCompacted):
+            self.root.add(
+                Text(
+                    f"context compacted: messages before #{event.upto} as digests · about "
+                    f"{tokens(event.tokens_before)} → {tokens(event.tokens_after)} tokens · {self._since(event.at)}",
+                    style="dim",
+                )
+            )
         elif isinstance(event, ToolCallRetrying):
             node = self.calls.get(event.call) or self._step_of(event.call)
             node.add(
@@ -186,7 +222,7 @@ class _TreeBuilder:
             extras.append(duration(event.latency_s))
         extras.append(self._since(event.at))
         line.append(" · " + " · ".join(extras), style="dim")
-        if event.resolved_by:
+        if event.resolved_by and not (event.error is not None and event.error.kind == "rejected"):
             line.append(f" · resolved by {event.resolved_by} (keel resolve)", style="yellow")
         elif event.call in self.interrupted:
             line.append(" · after a resume", style="yellow")

@@ -111,7 +111,7 @@ def awaiting_detail(state: RunState) -> str:
     )
     return (
         f"waiting for approval: {listed}. Decide each with `keel approve {state.run_id} CALL [--args JSON]` or "
-        f"`keel reject {state.run_id} CALL --reason TEXT`, then `keel resume {state.run_id}`"
+        f"`keel reject {state.run_id} CALL --reason TEXT`; the run resumes after the last decision"
     )
 
 

@@ -103,6 +103,8 @@ class RunState:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     cost_usd: float = 0.0
+    last_input_tokens: int = 0
+    """The prompt size the model reported for its last turn: about the size of the next prompt."""
     model_calls: int = 0
     model_retries: int = 0
     """Failed model attempts that were retried (rate limits, server errors, ...)."""
@@ -203,6 +205,7 @@ def _model_responded(state: RunState, event: ModelResponded) -> None:
     state.model_calls += 1
     usage = event.response.usage
     state.input_tokens += usage.input_tokens
+    state.last_input_tokens = usage.input_tokens
     state.output_tokens += usage.output_tokens
     state.cache_read_tokens += usage.cache_read_tokens
     state.cache_write_tokens += usage.cache_write_tokens

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import json
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-from agentkeel.core.calls import CallRecord
-from agentkeel.core.decide import CallModel, Done, Finish, RecoverCalls, cancelled, finish_if_answered, next_action
+from agentkeel.core.calls import Approval, CallRecord
+from agentkeel.core.decide import (
+    CallModel,
+    Done,
+    Finish,
+    Pause,
+    RecoverCalls,
+    RunApproved,
+    cancelled,
+    finish_if_answered,
+    next_action,
+)
 from agentkeel.core.events import (
     Event,
     ModelResponded,
@@ -31,35 +36,25 @@ from agentkeel.core.events import (
     ToolCallStarted,
     ToolFailure,
 )
-from agentkeel.core.messages import ModelRequest, ModelResponse, ToolCall, ToolSchema
+from agentkeel.core.messages import ModelRequest, ModelResponse
 from agentkeel.core.state import RunState
+from agentkeel.engine.controls import Controls, DriveConfig
 from agentkeel.engine.lease_keeper import LeaseKeeper
 from agentkeel.engine.model_call import ModelFailure, call_model
+from agentkeel.engine.planning import Runnable, journalable, plan_calls
 from agentkeel.engine.tool_runner import OnRetry, ToolOutcome, result_text, run_tool
 from agentkeel.errors import ModelError
-from agentkeel.models.base import Model
-from agentkeel.pricing import PriceTable, cost_of
+from agentkeel.ledger import Reservation
+from agentkeel.pricing import cost_of
 from agentkeel.stores.base import CancelRequest, RunRow, Store
+from agentkeel.switches import disabled_message
+from agentkeel.tools.notes import note_event, write_note
 from agentkeel.tools.schema import takes_context
-from agentkeel.tools.tool import Reconciled, RetryPolicy, Tool, ToolContext
-from agentkeel.tools.validate import MAX_DEPTH, ValidCall, nested_deeper_than, validate_call
+from agentkeel.tools.tool import Reconciled, Tool, ToolContext
+from agentkeel.tools.validate import ValidCall, validate_call
 
 ROW_REFRESH_S = 0.5
 """How stale a live run's figures (steps, tokens, cost) may be in listings such as ``keel runs``."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DriveConfig:
-    """What the driver needs from the agent."""
-
-    instructions: str
-    model: Model
-    tools: Mapping[str, Tool]
-    schemas: tuple[ToolSchema, ...]
-    prices: PriceTable
-    lease_s: float
-    model_retry: RetryPolicy = field(default_factory=RetryPolicy)
-    deps: Any = None
 
 
 class Driver:
@@ -86,8 +81,8 @@ class Driver:
         self._active_before = state.active_s
         self._commit_lock = asyncio.Lock()  # concurrent tool calls commit one at a time, in sequence order
         self._concurrent = False  # whether tool calls are running side by side (the lock is needed only then)
-        self._price = config.prices.price(config.model.name)
         self._no_context = self._context("", "", 1)
+        self._controls = Controls(config, state, self._driven_s)
         self._row_status = ""  # the run row as last written: its status, and when
         self._row_written = 0.0
 
@@ -100,9 +95,20 @@ class Driver:
                     await self._end_cancelled()
                     return self.state
                 if isinstance(action, CallModel):  # the common case first
-                    await self._step(action.step)
+                    told = None if action.final else self._controls.loop_check(self.state)
+                    if told is not None:  # going round: the model is told, or the run ends
+                        await self._commit([told], listed=False)
+                        continue
+                    await self._step(action.step, action.final)
                 elif isinstance(action, RecoverCalls):
                     await self._recover(action.calls)
+                elif isinstance(action, RunApproved):
+                    await self._run_approved(action.calls)
+                elif isinstance(action, Pause):
+                    await self._commit(
+                        [RunPaused(at=time.time(), reason=action.reason, detail=action.detail, calls=action.calls)]
+                    )
+                    return self.state
                 elif isinstance(action, Finish):
                     await self._end(action.status, action.reason, action.output, action.error)
                     return self.state
@@ -115,10 +121,23 @@ class Driver:
 
     # -- steps ----------------------------------------------------------------------------------------------
 
-    async def _step(self, step: int) -> None:
+    async def _step(self, step: int, final: bool) -> None:
+        controls = self._controls
+        compacted = controls.compaction(self.state)
+        if compacted is not None:
+            await self._commit([compacted], listed=False)
         request = ModelRequest(
-            instructions=self._config.instructions, messages=self.state.conversation(), tools=self._config.schemas
+            instructions=self._config.instructions,
+            messages=controls.view(self.state),
+            tools=() if final else self._config.schemas,  # the last turn (a budget ran out): an answer only
         )
+        reserved = None
+        if controls.ledger is not None:
+            afforded = controls.reserve_model_call(self.state, request, final)
+            if not isinstance(afforded, Reservation):  # the run ends, or its last turn comes next
+                await self._commit([afforded], listed=False)
+                return
+            reserved = afforded
         started = time.perf_counter()
         answer = await call_model(
             self._config.model,
@@ -128,17 +147,22 @@ class Driver:
             on_retry=self._journal_model_retry,
         )
         if isinstance(answer, ModelFailure):
+            controls.settle_model_call(reserved, None)
             if not answer.deadline:  # a deadline: the next decision ends the run failed(timeout)
                 await self._end("failed", "model_error", self.state.last_model_text, answer.message)
             return
         response = answer
+        controls.settle_model_call(reserved, response.usage)
+        if final:
+            await self._end_final_turn(step, response, started)
+            return
         checks = [validate_call(call, self._config.tools) for call in response.tool_calls]
         for check in checks:
             if isinstance(check, ToolFailure):  # a call that validated is shallow enough: check only the others
-                response = _journalable(response)
+                response = journalable(response)
                 break
         now = time.time()
-        cost = cost_of(self._price, response.usage)
+        cost = cost_of(controls.price, response.usage)
         events: list[Event] = [
             ModelResponded(at=now, step=step, response=response, latency_s=time.perf_counter() - started, cost_usd=cost)
         ]
@@ -147,9 +171,26 @@ class Driver:
             events.append(RunEnded(at=now, status="completed", output=answered.output))
             await self._commit(events)
             return
-        runnable = self._plan_calls(step, response.tool_calls, checks, events, now)
+        runnable = plan_calls(
+            self.state.run_id, step, response.tool_calls, checks, self._config.gates, events, now, controls.afford
+        )
         await self._commit(events, listed=not runnable)
         await self._execute(runnable)
+
+    async def _end_final_turn(self, step: int, response: ModelResponse, started: float) -> None:
+        """The last turn a budget granted is over: the run fails with its answer as the partial result."""
+        now = time.time()
+        responded = ModelResponded(
+            at=now,
+            step=step,
+            response=response,
+            latency_s=time.perf_counter() - started,
+            cost_usd=cost_of(self._controls.price, response.usage),
+        )
+        reason = self.state.final_turn
+        detail = f"its budget ran out ({reason}); the agent's last turn, without tools, is the partial result"
+        ended = RunEnded(at=now, status="failed", reason=reason, output=response.text, error=detail)
+        await self._commit([responded, ended])
 
     async def _journal_model_retry(self, attempt: int, error: ModelError, delay: float) -> None:
         step = self.state.steps_completed + 1
@@ -158,68 +199,63 @@ class Driver:
         )
         await self._commit([retrying], listed=False)
 
-    def _plan_calls(
-        self,
-        step: int,
-        calls: Sequence[ToolCall],
-        checks: list[ValidCall | ToolFailure],
-        events: list[Event],
-        now: float,
-    ) -> list[tuple[str, ToolCall, ValidCall, str]]:
-        """A valid call is journaled as started, an invalid one as finished with its error."""
-        runnable: list[tuple[str, ToolCall, ValidCall, str]] = []
-        for index, call in enumerate(calls):
-            checked = checks[index]
-            call_id = f"{step}.{index + 1}"
-            if isinstance(checked, ToolFailure):
-                events.append(
-                    ToolCallFinished(
-                        at=now,
-                        call=call_id,
-                        tool_call_id=call.id,
-                        name=call.name,
-                        content=checked.message,
-                        error=checked,
-                        attempts=0,
-                    )
-                )
-                continue
-            key = f"{self.state.run_id}:{call_id}"
-            events.append(
-                ToolCallStarted(
-                    at=now,
-                    call=call_id,
-                    tool_call_id=call.id,
-                    name=call.name,
-                    arguments=checked.json_arguments,
-                    idempotency_key=key,
-                )
-            )
-            runnable.append((call_id, call, checked, key))
-        return runnable
-
-    async def _execute(self, runnable: list[tuple[str, ToolCall, ValidCall, str]]) -> None:
-        if len(runnable) > 1 and all(valid.tool.effect == "read" for _, _, valid, _ in runnable):
+    async def _execute(self, runnable: list[Runnable]) -> None:
+        if len(runnable) > 1 and all(r.valid.tool.effect == "read" for r in runnable):
             self._concurrent = True
             try:
-                await asyncio.gather(*(self._run_call(c, tc.id, v, k, attempt=1) for c, tc, v, k in runnable))
+                await asyncio.gather(*(self._run_runnable(r) for r in runnable))
             finally:
                 self._concurrent = False
             return
-        for call_id, call, valid, key in runnable:
-            await self._run_call(call_id, call.id, valid, key, attempt=1)
+        for r in runnable:
+            await self._run_runnable(r)
+
+    async def _run_runnable(self, r: Runnable) -> None:
+        await self._run_call(r.call, r.tool_call_id, r.valid, r.key, attempt=1)
+
+    async def _run_approved(self, approvals: tuple[Approval, ...]) -> None:
+        """Approved calls start now, each with the arguments as approved, then run like any call."""
+        for approval in approvals:
+            requested = approval.requested
+            tool = self._config.tools[requested.name]
+            arguments = approval.arguments if approval.arguments is not None else requested.arguments
+            valid = ValidCall(tool=tool, arguments=tool.arguments.model_validate(arguments), json_arguments=arguments)
+            refusal = self._controls.afford(requested.name)
+            if refusal is not None:
+                failure = ToolFailure(kind="over_budget", message=refusal)
+                outcome = ToolOutcome(content=refusal, failure=failure, attempts=0)
+                await self._commit([_finished(requested.call, requested.tool_call_id, requested.name, outcome)])
+                continue
+            started = ToolCallStarted(
+                at=time.time(),
+                call=requested.call,
+                tool_call_id=requested.tool_call_id,
+                name=requested.name,
+                arguments=arguments,
+                idempotency_key=requested.idempotency_key,
+            )
+            await self._commit([started])
+            await self._run_call(requested.call, requested.tool_call_id, valid, requested.idempotency_key, attempt=1)
 
     async def _run_call(self, call_id: str, tool_call_id: str, valid: ValidCall, key: str, *, attempt: int) -> None:
+        switch = self._controls.disabled(valid.tool.name, self.state.agent)
         if self._cancel is not None:
             failure = ToolFailure(kind="skipped", message=f"{valid.tool.name} was not run: the run was cancelled.")
             outcome = ToolOutcome(content=failure.message, failure=failure, attempts=0)
+        elif switch is not None:  # a kill switch: the model is told, the run goes on without the tool
+            message = disabled_message(switch, valid.tool.name)
+            outcome = ToolOutcome(content=message, failure=ToolFailure(kind="disabled", message=message), attempts=0)
         else:
             tool = valid.tool
             # A tool that takes no context reads none: only the attempt number matters, and it is 1.
             ctx = self._context(call_id, key, attempt) if tool.takes_ctx or attempt != 1 else self._no_context
             on_retry = self._retry_journal(call_id) if tool.retry.retries else _no_retries
             outcome = await run_tool(valid, ctx, on_retry=on_retry)
-        await self._commit([_finished(call_id, tool_call_id, valid.tool.name, outcome)])
+        finished = _finished(call_id, tool_call_id, valid.tool.name, outcome)
+        if valid.tool.fn is write_note and outcome.failure is None:  # the scratchpad: the note with its outcome
+            await self._commit([note_event(valid.json_arguments, finished.at), finished])
+            return
+        await self._commit([finished])
 
     def _context(self, call_id: str, key: str, attempt: int) -> ToolContext:
         return ToolContext(
@@ -310,6 +346,8 @@ class Driver:
         after = state.last_seq
         for event in events:
             state.apply(event)
+        controls = self._controls
+        controls.observe(state, events)
         row = None
         if state.status != self._row_status or listed:
             # The run row (for listings) is rewritten when the status changes, else at most every ROW_REFRESH_S.
@@ -317,9 +355,13 @@ class Driver:
             if state.status != self._row_status or now - self._row_written >= ROW_REFRESH_S:
                 row = RunRow.of(state)
                 self._row_status, self._row_written = state.status, now
-        cancel = await self._store.append(state.run_id, self._owner, after, events, row)
-        if cancel is not None and self._cancel is None:
-            self._cancel = cancel
+        signals = await self._store.append(state.run_id, self._owner, after, events, row)
+        if signals.switches != controls.switch_version:  # a kill switch was set or cleared somewhere
+            await controls.reload(self._store)
+            if self._cancel is None:
+                self._cancel = controls.stop_request(state.agent)
+        if signals.cancel is not None and self._cancel is None:
+            self._cancel = signals.cancel
 
     async def _end(self, status: str, reason: str, output: str, error: str) -> None:
         await self._commit(
@@ -340,25 +382,6 @@ class Driver:
         if self.state.timeout_s is None:
             return None
         return max(0.0, self.state.timeout_s - self._driven_s())
-
-
-def _journalable(response: ModelResponse) -> ModelResponse:
-    """Arguments nested past what the journal can read back are kept as JSON text (validation then refuses
-    them with a message the model can act on), so that a model's output can never make a journal unreadable."""
-    calls = tuple(_shallow(call) for call in response.tool_calls)
-    if all(new is old for new, old in zip(calls, response.tool_calls, strict=True)):
-        return response
-    return dataclasses.replace(response, tool_calls=calls)
-
-
-def _shallow(call: ToolCall) -> ToolCall:
-    if not (isinstance(call.arguments, dict) and nested_deeper_than(call.arguments)):
-        return call
-    try:
-        arguments = json.dumps(call.arguments)
-    except (ValueError, RecursionError):
-        arguments = f"(arguments nested more than {MAX_DEPTH} levels deep)"
-    return ToolCall(id=call.id, name=call.name, arguments=arguments)
 
 
 async def _no_retries(attempt: int, failure: ToolFailure, delay: float) -> None:

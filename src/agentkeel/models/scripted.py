@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -21,6 +20,7 @@ from agentkeel.core.messages import (
     ToolSchema,
     Usage,
 )
+from agentkeel.core.tokens import calls_chars, tools_chars
 from agentkeel.errors import ConfigError, ModelError
 
 Turn = ModelResponse | str
@@ -72,8 +72,8 @@ class ScriptedModel:
         if not isinstance(response, ModelResponse):
             raise ModelError(f"the script returned {type(response).__name__}; return a ModelResponse or a str")
         prompt_chars = figures[2] + len(request.instructions) + self._tools_chars(request.tools)
-        response, calls_chars = _complete(response, max(1, prompt_chars // 4), step)
-        figures[3], figures[4] = response.tool_calls, calls_chars  # its size, counted once: see _measure
+        response, calls_size = _complete(response, max(1, prompt_chars // 4), step)
+        figures[3], figures[4] = response.tool_calls, calls_size  # its size, counted once: see _measure
         return response
 
     def _measure(self, request: ModelRequest) -> list[Any]:
@@ -94,7 +94,7 @@ class ScriptedModel:
             elif message.kind == "assistant":
                 turns += 1
                 calls = message.tool_calls
-                chars += len(message.text) + (last_size if calls is last_calls else _calls_chars(calls))
+                chars += len(message.text) + (last_size if calls is last_calls else calls_chars(calls))
             else:
                 chars += len(message.text)
         figures[0], figures[1], figures[2] = len(messages), turns, chars
@@ -104,25 +104,12 @@ class ScriptedModel:
         cached = self._tools_size
         if cached is not None and cached[0] is tools:
             return cached[1]
-        size = sum(len(t.name) + len(t.description) + len(json.dumps(t.parameters)) for t in tools)
+        size = tools_chars(tools)
         self._tools_size = (tools, size)
         return size
 
 
 _MEMO_KEY = "scripted.measure"
-
-
-def _calls_chars(calls: Sequence[ToolCall]) -> int:
-    chars = 0
-    for call in calls:
-        chars += len(call.name)
-        arguments = call.arguments
-        if isinstance(arguments, str):
-            chars += len(arguments)
-        else:
-            for key, value in arguments.items():
-                chars += len(key) + (len(value) if isinstance(value, str) else 8) + 6
-    return chars
 
 
 def _complete(response: ModelResponse, input_tokens: int, step: int) -> tuple[ModelResponse, int]:
@@ -136,10 +123,10 @@ def _complete(response: ModelResponse, input_tokens: int, step: int) -> tuple[Mo
             call if call.id else ToolCall(id=f"call_{step}_{index}", name=call.name, arguments=call.arguments)
             for index, call in enumerate(tool_calls, start=1)
         )
-    calls_chars = _calls_chars(tool_calls)
+    calls_size = calls_chars(tool_calls)
     usage = response.usage
     if usage.input_tokens == 0 and usage.output_tokens == 0:
-        usage = Usage(input_tokens=input_tokens, output_tokens=max(1, (len(response.text) + calls_chars) // 4))
+        usage = Usage(input_tokens=input_tokens, output_tokens=max(1, (len(response.text) + calls_size) // 4))
     completed = ModelResponse(
         text=response.text,
         tool_calls=tool_calls,
@@ -147,4 +134,4 @@ def _complete(response: ModelResponse, input_tokens: int, step: int) -> tuple[Mo
         usage=usage,
         model=response.model or "scripted",
     )
-    return completed, calls_chars
+    return completed, calls_size

@@ -8,16 +8,25 @@ The engine speaks only this protocol; SQL and its dialects stay in the adapters 
 * Sequence numbers are dense and start at 1 with ``run_started``; ``load`` returns the events in order.
 * A lease belongs to one owner until it expires; ``acquire_lease`` by another owner before then raises
   ``RunBusy``.
+* Kill switches live in the store, beside a version that every set or clear moves on. An append reads that version
+  in the same statement as its fence (``Signals``), so a driver learns of a new switch before its next call; a
+  switch on an agent (or on everything) also writes a cancel request into each of its runs that has not ended,
+  and ``create_run`` refuses (``Killed``) a run of a disabled agent, both in the same transaction as the write.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from functools import lru_cache
+from typing import Literal, Protocol
 
 from agentkeel.core.events import Event, RunStarted
 from agentkeel.core.state import RunState
+from agentkeel.errors import ConfigError
+
+SwitchScope = Literal["tool", "agent", "all"]
+SCOPES: tuple[SwitchScope, ...] = ("tool", "agent", "all")
 
 DEFAULT_LEASE_S = 30.0
 
@@ -71,6 +80,61 @@ class CancelRequest:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Switch:
+    """A kill switch in force: a tool, an agent or everything disabled, by whom, why, since when."""
+
+    scope: SwitchScope
+    target: str
+    """The tool's or the agent's name; ``""`` for ``all``."""
+    by: str
+    reason: str
+    at: float
+
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise ConfigError(f"a kill switch's scope is tool, agent or all, not {self.scope!r}")
+        if (self.scope == "all") != (self.target == ""):
+            raise ConfigError(
+                f"a kill switch on {self.scope} {'takes no name' if self.scope == 'all' else 'needs a name'}: "
+                f"got {self.target!r}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Signals:
+    """What an append learns besides that it committed: requests from outside the run's driver."""
+
+    cancel: CancelRequest | None = None
+    """A pending cancel request of the run."""
+    switches: int = 0
+    """The store's kill-switch version: it changes whenever a switch is set or cleared (0: never was)."""
+
+
+NO_SIGNALS = Signals()
+
+
+def signals(cancel: CancelRequest | None, switches: int) -> Signals:
+    """The answer of an append; without a cancel request, a shared object per version (nothing to allocate)."""
+    return _quiet(switches) if cancel is None else Signals(cancel=cancel, switches=switches)
+
+
+@lru_cache(maxsize=4)
+def _quiet(switches: int) -> Signals:
+    return NO_SIGNALS if switches == 0 else Signals(switches=switches)
+
+
+def blocking_switch(switches: Iterable[Switch], agent: str) -> Switch | None:
+    """The switch that stops ``agent``: one on everything, else one on the agent."""
+    on_agent = None
+    for switch in switches:
+        if switch.scope == "all":
+            return switch
+        if switch.scope == "agent" and switch.target == agent:
+            on_agent = switch
+    return on_agent
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Lease:
     """Who drives a run, until when."""
 
@@ -88,17 +152,19 @@ class Store(Protocol):
     """Where the store lives (passwords masked), for messages."""
 
     async def create_run(self, first: RunStarted, row: RunRow, *, owner: str, lease_s: float) -> None:
-        """Write a new run's first event and row, leased to ``owner``."""
+        """Write a new run's first event and row, leased to ``owner``; ``Killed`` (and nothing written) if a switch
+        on everything or on the run's agent is in force."""
         ...
 
     async def append(
         self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow | None
-    ) -> CancelRequest | None:
+    ) -> Signals:
         """Append events as numbers ``after_seq + 1, ...`` (with the row they lead to) atomically, if ``owner``
         holds the lease and the journal has exactly ``after_seq`` events; otherwise raise ``LeaseLost`` and write
         nothing. ``row`` (None: unchanged) keeps listings current; the lease is renewed by ``acquire_lease``.
 
-        Returns a pending cancel request, if any, so that the engine learns of it without another round trip.
+        Returns the run's pending cancel request, if any, and the kill-switch version, read in the same statement,
+        so that the engine learns of them without another round trip.
         """
         ...
 
@@ -126,10 +192,24 @@ class Store(Protocol):
         """Ask the run's driver to stop before its next call."""
         ...
 
+    async def set_switch(self, switch: Switch) -> int:
+        """Put a kill switch in force (replacing one on the same target) and return the new switch version. A
+        switch on an agent, or on everything, also asks each of those runs that has not ended to stop (an earlier
+        cancel request stands), in the same transaction."""
+        ...
+
+    async def clear_switch(self, scope: str, target: str) -> bool:
+        """Lift a kill switch; False (and the version unchanged) if none was in force on that target."""
+        ...
+
+    async def switches(self) -> tuple[int, list[Switch]]:
+        """The switch version and the switches in force, oldest first."""
+        ...
+
     async def close(self) -> None: ...
 
 
-async def commit_events(store: Store, state: RunState, owner: str, events: Sequence[Event]) -> CancelRequest | None:
+async def commit_events(store: Store, state: RunState, owner: str, events: Sequence[Event]) -> Signals:
     """Fold ``events`` into ``state`` and append them, with the run row they lead to, as ``owner``. (The driver
     has its own version that rewrites the row less often.)"""
     after = state.last_seq

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from agentkeel.core.events import Event, RunStarted
-from agentkeel.errors import LeaseLost, RunBusy, RunNotFound, StoreError
-from agentkeel.stores.base import CancelRequest, Lease, RunRow
+from agentkeel.core.events import TERMINAL_STATUSES, Event, RunStarted
+from agentkeel.errors import Killed, LeaseLost, RunBusy, RunNotFound, StoreError
+from agentkeel.stores.base import CancelRequest, Lease, RunRow, Signals, Switch, blocking_switch, signals
 
 
 class MemoryStore:
@@ -20,10 +20,15 @@ class MemoryStore:
         self._rows: dict[str, RunRow] = {}
         self._leases: dict[str, Lease] = {}
         self._cancels: dict[str, CancelRequest] = {}
+        self._switches: dict[tuple[str, str], Switch] = {}
+        self._switch_version = 0
 
     async def create_run(self, first: RunStarted, row: RunRow, *, owner: str, lease_s: float) -> None:
         if first.run_id in self._journals:
             raise StoreError(f"a run with id {first.run_id!r} already exists in {self.url}")
+        stop = blocking_switch(self._switches.values(), row.agent)
+        if stop is not None:
+            raise Killed(stop, row.agent)
         self._journals[first.run_id] = [first]
         self._rows[first.run_id] = row
         self._leases[first.run_id] = Lease(
@@ -32,7 +37,7 @@ class MemoryStore:
 
     async def append(
         self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow | None
-    ) -> CancelRequest | None:
+    ) -> Signals:
         journal = self._journals.get(run_id)
         if journal is None:
             raise RunNotFound(run_id, self.url)
@@ -42,7 +47,7 @@ class MemoryStore:
         journal.extend(events)
         if row is not None:
             self._rows[run_id] = row
-        return self._cancels.get(run_id)
+        return signals(self._cancels.get(run_id), self._switch_version)
 
     async def load(self, run_id: str) -> list[Event]:
         return list(self._journal(run_id))
@@ -83,6 +88,25 @@ class MemoryStore:
     async def request_cancel(self, run_id: str, request: CancelRequest) -> None:
         self._journal(run_id)
         self._cancels.setdefault(run_id, request)
+
+    async def set_switch(self, switch: Switch) -> int:
+        self._switches[switch.scope, switch.target] = switch
+        if switch.scope != "tool":
+            request = CancelRequest(by=switch.by, reason=switch.reason, at=switch.at)
+            for run_id, row in self._rows.items():
+                if row.status not in TERMINAL_STATUSES and (switch.scope == "all" or row.agent == switch.target):
+                    self._cancels.setdefault(run_id, request)
+        self._switch_version += 1
+        return self._switch_version
+
+    async def clear_switch(self, scope: str, target: str) -> bool:
+        if self._switches.pop((scope, target), None) is None:
+            return False
+        self._switch_version += 1
+        return True
+
+    async def switches(self) -> tuple[int, list[Switch]]:
+        return self._switch_version, sorted(self._switches.values(), key=lambda switch: switch.at)
 
     async def close(self) -> None:
         return None

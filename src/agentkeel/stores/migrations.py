@@ -42,4 +42,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             lease_s REAL NOT NULL
         )""",
     ),
+    # 2: kill switches, and their version: every set or clear moves it on, and every append reads it.
+    (
+        """CREATE TABLE keel_switches (
+            scope TEXT NOT NULL,
+            target TEXT NOT NULL,
+            by TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (scope, target)
+        )""",
+        """CREATE TABLE keel_switch_version (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            version INTEGER NOT NULL
+        )""",
+        "INSERT INTO keel_switch_version (one, version) VALUES (1, 0)",
+    ),
 )

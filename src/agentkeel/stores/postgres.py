@@ -43,9 +43,18 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agentkeel.core.codec import decode_journal, encode_event
 from agentkeel.core.events import Event, RunStarted
-from agentkeel.errors import ConfigError, LeaseLost, RunBusy, RunNotFound, StoreError
+from agentkeel.errors import ConfigError, Killed, LeaseLost, RunBusy, RunNotFound, StoreError
 from agentkeel.stores import postgres_sql as sql
-from agentkeel.stores.base import CancelRequest, Lease, RunRow, run_filters
+from agentkeel.stores.base import (
+    CancelRequest,
+    Lease,
+    RunRow,
+    Signals,
+    Switch,
+    blocking_switch,
+    run_filters,
+    signals,
+)
 from agentkeel.stores.postgres_batch import Batcher, PendingAppend, append_params, columns
 from agentkeel.stores.postgres_migrations import migrate
 from agentkeel.stores.postgres_pool import Connection, ConnectionPool
@@ -82,9 +91,7 @@ class PostgresStore:
         self._opening = asyncio.Lock()
         self._pool: ConnectionPool | None = None
         self._leased: set[str] = set()  # runs this store object leased out: the runs driven through it now
-        self._batcher: Batcher[PendingAppend, CancelRequest | None] = Batcher(
-            run_many=self._append_many, run_one=self._append_one
-        )
+        self._batcher: Batcher[PendingAppend, Signals] = Batcher(run_many=self._append_many, run_one=self._append_one)
         self._creates: Batcher[_NewRun, None] = Batcher(run_many=self._create_many, run_one=self._create_one)
         self._releases: Batcher[tuple[str, str], None] = Batcher(run_many=self._release_many, run_one=self._release_one)
 
@@ -142,16 +149,25 @@ class PostgresStore:
 
     async def _create_one(self, item: _NewRun) -> None:
         first = item.first
-        params = (
-            *_row_values(item.row),
-            *(first.run_id, first.kind, first.at, encode_event(first)),
-            *(first.run_id, item.owner, item.expires_at, item.lease_s),
+        params: dict[str, Any] = dict(zip(_ROW_NAMES, _row_values(item.row), strict=True))
+        params.update(
+            agents=[params["agent"]],
+            kind=first.kind,
+            at=first.at,
+            data=encode_event(first),
+            owner=item.owner,
+            expires_at=item.expires_at,
+            lease_s=item.lease_s,
         )
         async with self._connection() as conn:
             try:
-                await conn.execute(sql.CREATE, params)
+                cursor = await conn.execute(sql.CREATE, params)
             except psycopg.errors.UniqueViolation as exc:
                 raise StoreError(f"a run with id {first.run_id!r} already exists in {self.url}") from exc
+            stopping = [_switch_of(found) for found in await cursor.fetchall()]
+        stop = blocking_switch(stopping, _text(item.row.agent))
+        if stop is not None:
+            raise Killed(stop, item.row.agent)
 
     async def _create_many(self, items: list[_NewRun]) -> list[BaseException | None]:
         params = columns([_row_values(item.row) for item in items], _ROW_NAMES)
@@ -163,12 +179,17 @@ class PostgresStore:
         )
         params.update(columns([(float(i.expires_at), float(i.lease_s)) for i in items], ("expires_at", "lease_s")))
         async with self._connection() as conn:
-            await conn.execute(sql.CREATE_MANY, params)
-        return [None] * len(items)
+            cursor = await conn.execute(sql.CREATE_MANY, params)
+            stopping = [_switch_of(found) for found in await cursor.fetchall()]
+        answers: list[BaseException | None] = []
+        for item in items:
+            stop = blocking_switch(stopping, _text(item.row.agent)) if stopping else None
+            answers.append(None if stop is None else Killed(stop, item.row.agent))
+        return answers
 
     async def append(
         self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow | None
-    ) -> CancelRequest | None:
+    ) -> Signals:
         # The fence, the events and the row in one statement (the lease is renewed by the lease keeper, so an
         # append writes only those); concurrent runs' appends share one statement (postgres_batch.py).
         if row is not None and ("\x00" in row.status or "\x00" in row.reason):
@@ -186,7 +207,7 @@ class PostgresStore:
             return await self._append_one(pending)
         return await self._batcher.submit(pending)
 
-    async def _append_one(self, pending: PendingAppend) -> CancelRequest | None:
+    async def _append_one(self, pending: PendingAppend) -> Signals:
         params: dict[str, Any] = {
             "run_id": pending.run_id,
             "owner": pending.owner,
@@ -214,23 +235,19 @@ class PostgresStore:
             found = await cursor.fetchone()
         if found is None or found[0] != pending.owner or found[1] != pending.after_seq:
             raise await self._refusal(pending, found)
-        if found[2] is None:
-            return None
-        return CancelRequest(by=found[2], reason=found[3], at=found[4])
+        return _signals_of(found)
 
-    async def _append_many(self, batch: list[PendingAppend]) -> list[CancelRequest | BaseException | None]:
+    async def _append_many(self, batch: list[PendingAppend]) -> list[Signals | BaseException]:
         async with self._connection() as conn:
             cursor = await conn.execute(sql.APPEND_MANY, append_params(batch))
             fenced = {found[0]: tuple(found[1:]) for found in await cursor.fetchall()}
-        answers: list[CancelRequest | BaseException | None] = []
+        answers: list[Signals | BaseException] = []
         for pending in batch:
             found = fenced.get(pending.run_id)
             if found is None or found[0] != pending.owner or found[1] != pending.after_seq:
                 answers.append(await self._refusal(pending, found))
-            elif found[2] is None:
-                answers.append(None)
             else:
-                answers.append(CancelRequest(by=found[2], reason=found[3], at=found[4]))
+                answers.append(_signals_of(found))
         return answers
 
     async def _refusal(self, pending: PendingAppend, found: tuple[Any, ...] | None) -> BaseException:
@@ -310,6 +327,29 @@ class PostgresStore:
             )
         if not cursor.rowcount:
             raise RunNotFound(run_id, self.url)
+
+    async def set_switch(self, switch: Switch) -> int:
+        params = {
+            "scope": switch.scope,
+            "target": _text(switch.target),
+            "by": _text(switch.by),
+            "reason": _text(switch.reason),
+            "at": float(switch.at),
+        }
+        async with self._connection() as conn:
+            row = await (await conn.execute(sql.SET_SWITCH, params)).fetchone()
+        assert row is not None  # migration 2 wrote the version's one row
+        return int(row[0])
+
+    async def clear_switch(self, scope: str, target: str) -> bool:
+        async with self._connection() as conn:
+            cursor = await conn.execute(sql.CLEAR_SWITCH, (scope, _text(target)))
+            return await cursor.fetchone() is not None
+
+    async def switches(self) -> tuple[int, list[Switch]]:
+        async with self._connection() as conn:
+            rows = await (await conn.execute(sql.SWITCHES)).fetchall()
+        return int(rows[0][0]), [_switch_of(row[1:]) for row in rows if row[1] is not None]
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -408,6 +448,17 @@ class _NewRun:
     owner: str
     expires_at: float
     lease_s: float
+
+
+def _switch_of(found: Sequence[Any]) -> Switch:
+    """A switch from its columns: scope, target, by, reason, at."""
+    return Switch(scope=found[0], target=found[1], by=found[2], reason=found[3], at=found[4])
+
+
+def _signals_of(found: Sequence[Any]) -> Signals:
+    """An append's answer from its fence's columns: owner, last seq, cancel by, reason, at, switch version."""
+    cancel = None if found[2] is None else CancelRequest(by=found[2], reason=found[3], at=found[4])
+    return signals(cancel, int(found[5]))
 
 
 def _row_of(values: Sequence[object]) -> RunRow:

@@ -18,7 +18,7 @@ from pathlib import Path
 from agentkeel.core.codec import decode_journal
 from agentkeel.core.events import Event, RunStarted
 from agentkeel.errors import KeelError, RunBusy, RunNotFound, StoreError
-from agentkeel.stores.base import CancelRequest, Lease, RunRow, run_filters
+from agentkeel.stores.base import CancelRequest, Lease, RunRow, Signals, Switch, run_filters
 from agentkeel.stores.group_commit import GroupCommit
 from agentkeel.stores.migrations import MIGRATIONS
 from agentkeel.stores.sqlite_batch import (
@@ -32,6 +32,23 @@ from agentkeel.stores.sqlite_batch import (
 )
 
 _SYNC_MODES = ("off", "normal", "full", "extra")
+
+# Kill switches. Setting one replaces the switch on the same target; an agent's (or everything's) also asks its
+# runs that have not ended to stop, an earlier request standing. The version and the switches are read together.
+_SET_SWITCH = (
+    "INSERT INTO keel_switches (scope, target, by, reason, at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (scope, target) DO UPDATE SET by = excluded.by, reason = excluded.reason, at = excluded.at"
+)
+_CANCEL_AGENT_RUNS = (
+    "UPDATE keel_runs SET cancel_by = coalesce(cancel_by, ?1), cancel_reason = coalesce(cancel_reason, ?2), "
+    "cancel_at = coalesce(cancel_at, ?3) "
+    "WHERE status NOT IN ('completed', 'failed', 'cancelled') AND (?4 OR agent = ?5)"
+)
+_NEXT_VERSION = "UPDATE keel_switch_version SET version = version + 1"
+_SWITCHES = (
+    "SELECT v.version, s.scope, s.target, s.by, s.reason, s.at FROM keel_switch_version v "
+    "LEFT JOIN keel_switches s ON 1 ORDER BY s.at, s.scope, s.target"
+)
 
 
 class SQLiteStore:
@@ -124,10 +141,11 @@ class SQLiteStore:
 
     async def append(
         self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: RunRow | None
-    ) -> CancelRequest | None:
-        # One read for the batch checks the fences (lease owner, journal length) and fetches pending cancels; the
-        # lease itself is renewed by the driver's heartbeat, so an append writes only the events (and the row).
-        answer: CancelRequest | None = await self._group.submit_to(
+    ) -> Signals:
+        # One read for the batch checks the fences (lease owner, journal length) and fetches pending cancels and the
+        # switch version; the lease itself is renewed by the driver's heartbeat, so an append writes only the events
+        # (and the row).
+        answer: Signals = await self._group.submit_to(
             self._append_many, append_item(run_id, owner, after_seq, events, row)
         )
         return answer
@@ -194,10 +212,39 @@ class SQLiteStore:
 
         await self._group.submit(write)
 
+    async def set_switch(self, switch: Switch) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            db.execute(_SET_SWITCH, (switch.scope, switch.target, switch.by, switch.reason, switch.at))
+            if switch.scope != "tool":
+                db.execute(
+                    _CANCEL_AGENT_RUNS,
+                    (switch.by, switch.reason, switch.at, switch.scope == "all", switch.target),
+                )
+            db.execute(_NEXT_VERSION)
+            return int(db.execute("SELECT version FROM keel_switch_version").fetchone()[0])
+
+        return await self._group.submit(write)
+
+    async def clear_switch(self, scope: str, target: str) -> bool:
+        def write(db: sqlite3.Connection) -> bool:
+            gone = db.execute("DELETE FROM keel_switches WHERE scope = ? AND target = ?", (scope, target)).rowcount
+            if gone:
+                db.execute(_NEXT_VERSION)
+            return bool(gone)
+
+        return await self._group.submit(write)
+
+    async def switches(self) -> tuple[int, list[Switch]]:
+        with self._read() as db:
+            rows = db.execute(_SWITCHES).fetchall()
+        return int(rows[0][0]), [
+            Switch(scope=row[1], target=row[2], by=row[3], reason=row[4], at=row[5]) for row in rows if row[1]
+        ]
+
     def _create_many(self, db: sqlite3.Connection, items: list[NewRun]) -> list[KeelError | None]:
         return create_many(db, items, self.url)
 
-    def _append_many(self, db: sqlite3.Connection, items: list[Append]) -> list[CancelRequest | KeelError | None]:
+    def _append_many(self, db: sqlite3.Connection, items: list[Append]) -> list[Signals | KeelError]:
         return append_many(db, items, self.url)
 
     async def close(self) -> None:

@@ -4,7 +4,8 @@ The group commit (``group_commit.py``) hands each function below all the items o
 event-loop turn, inside one ``BEGIN IMMEDIATE`` transaction: no other connection writes meanwhile, so what a
 batch reads still holds when it writes. Each function checks every item first (one query for the batch), then
 writes the items that passed with one ``executemany`` per table, and answers per item: its value, or the
-``KeelError`` that refused it (a refused item wrote nothing).
+``KeelError`` that refused it (a refused item wrote nothing). The same read fetches what the items must know of
+the kill switches: the switch version for appends, the switches that stop new runs' agents for creates.
 
 Run ids travel to SQLite as one JSON array (``json_each``), so a batch of any size is one statement that
 SQLite prepares once.
@@ -19,8 +20,8 @@ from typing import Any
 
 from agentkeel.core.codec import encode_event
 from agentkeel.core.events import RunStarted
-from agentkeel.errors import KeelError, LeaseLost, RunNotFound, StoreError
-from agentkeel.stores.base import CancelRequest, RunRow
+from agentkeel.errors import KeelError, Killed, LeaseLost, RunNotFound, StoreError
+from agentkeel.stores.base import CancelRequest, RunRow, Signals, Switch, blocking_switch, signals
 
 RUN_COLUMNS = (
     "run_id, agent, status, reason, task, model, steps, input_tokens, output_tokens, cost_usd, created_at, "
@@ -29,8 +30,12 @@ RUN_COLUMNS = (
 _IN_BATCH = "IN (SELECT value FROM json_each(?))"
 _FENCES = (
     "SELECT r.run_id, l.owner, (SELECT max(seq) FROM keel_events e WHERE e.run_id = r.run_id), "
-    f"r.cancel_by, r.cancel_reason, r.cancel_at FROM keel_runs r LEFT JOIN keel_leases l ON l.run_id = r.run_id "
-    f"WHERE r.run_id {_IN_BATCH}"
+    "r.cancel_by, r.cancel_reason, r.cancel_at, (SELECT version FROM keel_switch_version) "
+    f"FROM keel_runs r LEFT JOIN keel_leases l ON l.run_id = r.run_id WHERE r.run_id {_IN_BATCH}"
+)
+_STOPPING = (  # the switches that stop any of the batch's agents
+    "SELECT scope, target, by, reason, at FROM keel_switches "
+    f"WHERE scope = 'all' OR (scope = 'agent' AND target {_IN_BATCH})"
 )
 _INSERT_EVENT = "INSERT INTO keel_events (run_id, seq, kind, at, data) VALUES (?, ?, ?, ?, ?)"
 _UPDATE_ROW = (
@@ -79,10 +84,11 @@ def append_item(run_id: str, owner: str, after_seq: int, events: Any, row: RunRo
     return Append(run_id=run_id, owner=owner, after_seq=after_seq, events=encoded, row=values)
 
 
-def append_many(db: sqlite3.Connection, items: list[Append], url: str) -> list[CancelRequest | KeelError | None]:
-    """Each append is fenced (its lease's owner, its journal's length) and answers with a pending cancel request."""
+def append_many(db: sqlite3.Connection, items: list[Append], url: str) -> list[Signals | KeelError]:
+    """Each append is fenced (its lease's owner, its journal's length) and answers with its run's pending cancel
+    request and the switch version."""
     fences = {found[0]: found[1:] for found in db.execute(_FENCES, (_ids(item.run_id for item in items),))}
-    answers: list[CancelRequest | KeelError | None] = []
+    answers: list[Signals | KeelError] = []
     events: list[tuple[str, int, str, float, bytes]] = []
     rows: list[tuple[object, ...]] = []
     for item in items:
@@ -97,7 +103,8 @@ def append_many(db: sqlite3.Connection, items: list[Append], url: str) -> list[C
         events.extend(item.events)
         if item.row is not None:
             rows.append(item.row)
-        answers.append(None if found[2] is None else CancelRequest(by=found[2], reason=found[3], at=found[4]))
+        cancel = None if found[2] is None else CancelRequest(by=found[2], reason=found[3], at=found[4])
+        answers.append(signals(cancel, found[5]))
     if events:
         db.executemany(_INSERT_EVENT, events)
     if rows:
@@ -106,7 +113,12 @@ def append_many(db: sqlite3.Connection, items: list[Append], url: str) -> list[C
 
 
 def create_many(db: sqlite3.Connection, items: list[NewRun], url: str) -> list[KeelError | None]:
-    """New runs, each with its first event and its lease; an id already taken is refused."""
+    """New runs, each with its first event and its lease; an id already taken, or an agent a switch stops, is
+    refused."""
+    stopping = [
+        Switch(scope=found[0], target=found[1], by=found[2], reason=found[3], at=found[4])
+        for found in db.execute(_STOPPING, (_ids({item.row.agent for item in items}),))
+    ]
     taken = {
         found[0]
         for found in db.execute(
@@ -121,6 +133,10 @@ def create_many(db: sqlite3.Connection, items: list[NewRun], url: str) -> list[K
         run_id = item.first.run_id
         if run_id in taken:
             answers.append(StoreError(f"a run with id {run_id!r} already exists in {url}"))
+            continue
+        stop = blocking_switch(stopping, item.row.agent) if stopping else None
+        if stop is not None:
+            answers.append(Killed(stop, item.row.agent))
             continue
         taken.add(run_id)
         runs.append(row_values(item.row))

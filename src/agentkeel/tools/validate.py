@@ -17,6 +17,7 @@ from pydantic_core import to_jsonable_python
 from agentkeel.core.events import ToolFailure
 from agentkeel.core.messages import ToolCall
 from agentkeel.core.record import record
+from agentkeel.errors import ResolveError
 from agentkeel.tools.tool import Tool
 
 MAX_ECHO = 120
@@ -204,3 +205,14 @@ def _short(text: str) -> str:
     if len(text) <= MAX_ECHO:
         return text
     return f"{text[:MAX_ECHO]}... ({len(text)} characters)"
+
+
+def validated_arguments(tool: Tool, arguments: Any) -> dict[str, Any]:
+    """A person's (edited) arguments for a call, validated against the tool's schema, as JSON values.
+
+    Raises ``ResolveError`` with what is wrong, in the words the model would get.
+    """
+    checked = validate_call(ToolCall(id="edited", name=tool.name, arguments=arguments), {tool.name: tool})
+    if isinstance(checked, ToolFailure):
+        raise ResolveError(f"the edited arguments do not fit {tool.name}: {checked.message}")
+    return checked.json_arguments

@@ -1,0 +1,325 @@
+"""Loops and spirals: a model that keeps doing the same thing and learns nothing from it.
+
+Three rules, each counted over a bounded window, so a 10,000-step run costs no more memory than a short one:
+
+* ``repeated_call``: the same tool, with the same arguments, gave the same outcome N times within the last 2N
+  calls (two calls alternating forever trip it as surely as one call repeated).
+* ``repeated_error``: the same tool failed with the same error N times within the last 3N calls, whatever the
+  arguments (a model that keeps sending arguments the tool refuses for the same reason). Errors are sparser
+  than calls, hence the wider window: one call of four failing the same way at every step still trips it.
+* ``no_progress``: N steps in a row whose every tool result repeats one already seen in the run (the last
+  ``REMEMBERED_RESULTS`` distinct results): a cycle too long for ``repeated_call``. A step without calls
+  neither counts nor breaks the streak.
+
+Arguments compare by their canonical JSON (sorted keys: dict equality, except that ``1`` and ``1.0`` differ);
+outcomes by the exact text the model read. Only digests and short previews are kept, never whole results.
+
+When a rule trips, the model first gets ``LoopPolicy.message`` (at most ``interventions`` times per rule) and
+the rule counts from zero again, as does ``no_progress`` (so one loop earns one message, not two); the rule's
+next trip ends the run ``failed(loop_detected)`` with the evidence.
+
+The defaults (5 repeats, 3 errors, 8 stale steps, 1 message) stop ``lookup(order_id="#1")`` answering "not
+found" five times, or the same validation error three times, within a couple of steps of the pattern being
+plain; a poller that sees "pending" up to four times before the status moves, or pages with changing
+arguments, is never disturbed. A poller whose tool says exactly the same thing five times in ten calls is told
+so once: make the result change (progress, elapsed time) or raise ``repeated_call``.
+
+Driving a tracker: observe each call as its ``ToolCallFinished`` is committed, in journal order (``observe``
+for a started call, ``observe_rejected`` for one refused before it ran); before each model call,
+``end_step(state.steps_completed)`` then ``verdict``; after journaling an intervention, ``reset(rule)``.
+``LoopTracker.of`` rebuilds the same tracker after a resume from the conversation, which holds every result in
+journal order (refused calls included); at each intervention message it resets the rule tripped there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from agentkeel.core.calls import CallRecord
+from agentkeel.core.events import ToolCallFinished
+from agentkeel.core.messages import AssistantMessage, ToolResultMessage
+from agentkeel.core.state import RunState
+from agentkeel.errors import ConfigError
+
+RULES = ("repeated_error", "repeated_call", "no_progress")
+"""The rules, in the order a verdict looks for them (the most specific first)."""
+REMEMBERED_RESULTS = 1024
+"""Distinct results ``no_progress`` remembers (the least recently seen is forgotten first)."""
+_PREVIEW = 80
+
+DEFAULT_MESSAGE = (
+    "{summary} Do not make these calls again: change your approach (other arguments, another tool), or answer "
+    "with what you know."
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LoopPolicy:
+    """When a run is going round in circles, and what happens then. ``None`` turns a rule off."""
+
+    repeated_call: int | None = 5
+    """The same tool, arguments and outcome this many times within the last 2N calls trips the rule."""
+    repeated_error: int | None = 3
+    """The same tool failing with the same error this many times within the last 3N calls trips the rule."""
+    no_progress: int | None = 8
+    """This many steps in a row with no tool result the run had not seen before trips the rule."""
+    interventions: int = 1
+    """Messages the model gets per rule; the rule's next trip fails the run (0: fail at the first trip)."""
+    message: str = DEFAULT_MESSAGE
+    """What the model reads when a rule trips. Placeholders: ``{summary}`` (what the model did, in a sentence
+    addressed to it), ``{evidence}`` (the calls, for the operator) and ``{rule}`` (the rule's name)."""
+
+    def __post_init__(self) -> None:
+        for name in ("repeated_call", "repeated_error", "no_progress"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < 2):
+                raise ConfigError(
+                    f"LoopPolicy({name}={value!r}) is not a count: give a whole number of 2 or more (how many "
+                    "repeats trip the rule), or None to turn the rule off."
+                )
+        if type(self.interventions) is not int or self.interventions < 0:
+            raise ConfigError(
+                f"LoopPolicy(interventions={self.interventions!r}) is not a count: give a whole number of 0 or "
+                "more (the messages the model gets per rule before the run fails; 0 fails it at once)."
+            )
+        if not isinstance(self.message, str) or not self.message.strip():
+            raise ConfigError(
+                f"LoopPolicy(message={self.message!r}) is empty: give the sentence the model reads when it loops."
+            )
+        try:
+            self.message.format(rule="", summary="", evidence="")
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise ConfigError(
+                f"LoopPolicy(message=...) cannot be formatted ({exc!r}): it may use only the placeholders "
+                "{summary}, {evidence} and {rule}; write a literal brace twice ({{ or }})."
+            ) from None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LoopVerdict:
+    """A rule tripped: speak to the model, or end the run."""
+
+    rule: str
+    """``repeated_call``, ``repeated_error`` or ``no_progress``."""
+    evidence: str
+    """For the operator: the calls (ids such as ``3.1``), the tool, its arguments (shortened), how many times."""
+    message: str
+    """What the model reads (``LoopPolicy.message`` formatted); empty when ``fail`` is true."""
+    fail: bool
+    """The model was already told as often as the policy allows: end the run ``failed(loop_detected)``."""
+
+
+@dataclass(slots=True)
+class _Seen:
+    """A call as the tracker remembers it: enough for the evidence, never its whole result."""
+
+    call: str
+    name: str
+    arguments: str
+    """Shortened canonical JSON, or ``...`` for a call refused before it ran."""
+    result: str
+    """Shortened."""
+
+
+_Window = deque[tuple[bytes | None, _Seen]]
+
+
+class LoopTracker:
+    """Watches a run's calls, step by step, in constant memory; see the module's docstring for how to drive it."""
+
+    def __init__(self, policy: LoopPolicy) -> None:
+        self.policy = policy
+        self._calls: _Window = deque(maxlen=2 * (policy.repeated_call or 0))
+        self._call_counts: dict[bytes, int] = {}
+        self._errors: _Window = deque(maxlen=3 * (policy.repeated_error or 0))
+        self._error_counts: dict[bytes, int] = {}
+        self._seen: dict[bytes, None] = {}
+        """Digests of the results seen, least recently seen first."""
+        self._step: list[_Seen] = []
+        self._fresh = False
+        """Whether the current step brought a result not seen before."""
+        self._stale: deque[_Seen] = deque(maxlen=2 * (policy.no_progress or 0))
+        """The last calls of the steps that brought nothing new (for the evidence)."""
+        self._stale_steps = 0
+        self._stale_calls = 0
+        self._stale_from = 0
+        self._ended = 0
+
+    @classmethod
+    def of(cls, state: RunState, policy: LoopPolicy) -> LoopTracker:
+        """The tracker a live run would have built, from the state a resume replays."""
+        tracker = cls(policy)
+        step = 0
+        positions: dict[str, list[int]] = {}
+        for message in islice(state.messages, 1, None):  # the first message is the task
+            if isinstance(message, AssistantMessage):
+                tracker.end_step(step)
+                step += 1
+                positions = {}
+                for index in reversed(range(len(message.tool_calls))):
+                    positions.setdefault(message.tool_calls[index].id, []).append(index)
+            elif isinstance(message, ToolResultMessage):
+                indices = positions.get(message.call_id)
+                if not indices:
+                    continue
+                call = f"{step}.{indices.pop() + 1}"
+                record = state.calls.get(call)
+                if record is not None and record.finished is not None:
+                    tracker.observe(record)
+                else:
+                    tracker._add(call, message.name, None, message.content, message.is_error)
+            else:  # the engine spoke to the model: the rule it spoke about counts again from there
+                tracker.end_step(step)
+                tripped = tracker._tripped()
+                if tripped is not None:
+                    tracker.reset(tripped[0])
+        return tracker
+
+    def observe(self, record: CallRecord) -> None:
+        """A started call that finished."""
+        finished = record.finished
+        if finished is None:
+            raise ValueError(f"call {record.call} has not finished: observe it once its outcome is journaled")
+        self._add(record.call, record.name, record.arguments, finished.content, finished.error is not None)
+
+    def observe_rejected(self, finished: ToolCallFinished) -> None:
+        """A call refused before it ran (unknown tool, invalid arguments, denied): its arguments are unknown."""
+        self._add(finished.call, finished.name, None, finished.content, finished.error is not None)
+
+    def end_step(self, step: int) -> None:
+        """Every call of ``step`` has been observed. Calling it again for the same step does nothing."""
+        if step <= self._ended:
+            return
+        self._ended = step
+        if self._step:
+            if self._fresh:
+                self._stale_steps = self._stale_calls = 0
+                self._stale.clear()
+            else:
+                if not self._stale_steps:
+                    self._stale_from = step
+                self._stale_steps += 1
+                self._stale_calls += len(self._step)
+                self._stale.extend(self._step)
+        self._step = []
+        self._fresh = False
+
+    def verdict(self, interventions: Mapping[str, int]) -> LoopVerdict | None:
+        """The first rule that trips, if any; ``interventions``: the messages given per rule so far."""
+        tripped = self._tripped()
+        if tripped is None:
+            return None
+        rule, summary, evidence = tripped
+        given = interventions.get(rule, 0)
+        if given >= self.policy.interventions:
+            told = f"; the model had been told {given} time(s) before" if given else ""
+            return LoopVerdict(rule=rule, evidence=evidence + told, message="", fail=True)
+        message = self.policy.message.format(rule=rule, summary=summary, evidence=evidence)
+        return LoopVerdict(rule=rule, evidence=evidence, message=message, fail=False)
+
+    def reset(self, rule: str) -> None:
+        """The model was told about ``rule``: count it from zero, and ``no_progress`` too (the message is news to
+        the model, and one loop should not earn two messages). Other names (budgets, ...) change nothing."""
+        if rule not in RULES:
+            return
+        if rule == "repeated_call":
+            self._calls.clear()
+            self._call_counts.clear()
+        elif rule == "repeated_error":
+            self._errors.clear()
+            self._error_counts.clear()
+        self._stale_steps = self._stale_calls = 0
+        self._stale.clear()
+
+    def _add(self, call: str, name: str, arguments: Any, content: str, failed: bool) -> None:
+        shown = "..." if arguments is None else json.dumps(arguments, sort_keys=True, ensure_ascii=False, default=repr)
+        outcome = _digest(name, content)
+        key = _digest(outcome, "\0" if arguments is None else shown)
+        seen = _Seen(call=call, name=name, arguments=_shorten(shown), result=_shorten(content))
+        if self.policy.repeated_call is not None:
+            _push(self._calls, self._call_counts, key, seen)
+        if self.policy.repeated_error is not None:
+            _push(self._errors, self._error_counts, outcome if failed else None, seen)
+        if key in self._seen:
+            del self._seen[key]  # re-inserted last: the least recently seen result is the one forgotten
+        else:
+            self._fresh = True
+            if len(self._seen) >= REMEMBERED_RESULTS:
+                del self._seen[next(iter(self._seen))]
+        self._seen[key] = None
+        self._step.append(seen)
+
+    def _tripped(self) -> tuple[str, str, str] | None:
+        """``(rule, summary for the model, evidence for the operator)`` of the first rule that trips."""
+        policy = self.policy
+        if policy.repeated_error is not None and (key := _over(self._error_counts, policy.repeated_error)):
+            calls = [seen for k, seen in self._errors if k == key]
+            last, n = calls[-1], len(calls)
+            return (
+                "repeated_error",
+                f"{last.name} has failed {n} times with the same error: {last.result}",
+                f"{last.name} failed {n} times in the last {len(self._errors)} calls with the same error "
+                f"(calls {_ids(calls)}): {last.result}",
+            )
+        if policy.repeated_call is not None and (key := _over(self._call_counts, policy.repeated_call)):
+            calls = [seen for k, seen in self._calls if k == key]
+            last, n = calls[-1], len(calls)
+            return (
+                "repeated_call",
+                f"You have called {last.name} with the same arguments {n} times and got the same result each time.",
+                f"{last.name}({last.arguments}) returned the same result {n} times in the last {len(self._calls)} "
+                f"calls (calls {_ids(calls)}): {last.result}",
+            )
+        if policy.no_progress is not None and self._stale_steps >= policy.no_progress:
+            n, calls = self._stale_steps, list(self._stale)
+            names = ", ".join(dict.fromkeys(seen.name for seen in calls))
+            more = "..., " if self._stale_calls > len(calls) else ""
+            return (
+                "no_progress",
+                f"Your last {n} steps brought nothing new: every tool result repeated one you had already seen.",
+                f"steps {self._stale_from} to {self._ended} ({n} steps, {self._stale_calls} calls) returned only "
+                f"results seen before (calls {more}{_ids(calls)}; tools {names})",
+            )
+        return None
+
+
+def _push(window: _Window, counts: dict[bytes, int], key: bytes | None, seen: _Seen) -> None:
+    """Slide ``window`` by one call, keeping ``counts`` the number of times each key is in it."""
+    if len(window) == window.maxlen:
+        old = window[0][0]
+        if old is not None:
+            counts[old] -= 1
+            if not counts[old]:
+                del counts[old]
+    window.append((key, seen))
+    if key is not None:
+        counts[key] = counts.get(key, 0) + 1
+
+
+def _over(counts: dict[bytes, int], limit: int) -> bytes | None:
+    """The most frequent key, if it reaches ``limit`` (a window holds at most a few dozen keys)."""
+    key = max(counts, key=counts.__getitem__, default=None)
+    return key if key is not None and counts[key] >= limit else None
+
+
+def _digest(*parts: str | bytes) -> bytes:
+    hasher = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        hasher.update(part.encode("utf-8", "surrogatepass") if isinstance(part, str) else part)
+        hasher.update(b"\0")
+    return hasher.digest()
+
+
+def _shorten(text: str) -> str:
+    short = " ".join(text[: 2 * _PREVIEW].split())
+    return short if len(short) <= _PREVIEW and len(text) <= 2 * _PREVIEW else short[: _PREVIEW - 3] + "..."
+
+
+def _ids(calls: list[_Seen]) -> str:
+    return ", ".join(seen.call for seen in calls)

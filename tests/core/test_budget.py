@@ -14,7 +14,6 @@ from agentkeel.core.budget import (
     Spend,
     before_model_call,
     before_tool_call,
-    estimate_input_tokens,
     estimate_model_call,
 )
 from agentkeel.core.events import Event, ModelResponded, RunStarted, ToolCallFinished, ToolCallStarted
@@ -28,6 +27,7 @@ from agentkeel.core.messages import (
     UserMessage,
 )
 from agentkeel.core.state import replay
+from agentkeel.core.tokens import estimate_input_tokens
 from agentkeel.models.scripted import call, reply
 
 DOLLAR_A_TOKEN = Price(input=1_000_000.0, output=2_000_000.0)

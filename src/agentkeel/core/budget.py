@@ -23,13 +23,11 @@ in this order: seconds, steps, model_calls, tool_calls, tool_calls:<tool>, input
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Protocol
+from typing import Protocol
 
-from agentkeel.core.messages import Conversation, ModelRequest, ToolSchema
 from agentkeel.core.state import RunState
-from agentkeel.core.tokens import message_chars, tools_chars
 from agentkeel.errors import ConfigError
 
 
@@ -286,39 +284,3 @@ def before_model_call(
 def before_tool_call(budget: Budget, spent: Spend, tool: str) -> Exceeded | None:
     """Whether one more call of ``tool`` fits."""
     return check(budget, spent, Spend.tool_call(tool), call=f"call to {tool}")
-
-
-def estimate_input_tokens(request: ModelRequest) -> int:
-    """The prompt's size at four characters a token (what ``ScriptedModel`` reports). Over a
-    :class:`Conversation` the messages' size is kept in its memo and only new messages are measured, so a step
-    costs O(new messages). A plain list (the compacted view, rebuilt every step) is measured whole, which costs
-    what building it did."""
-    messages = request.messages
-    if isinstance(messages, Conversation):
-        memo = messages.memo
-        figures: list[int] | None = memo.get(_MEMO_KEY)
-        if figures is None or figures[0] > len(messages):  # new, or rewritten (compacted): measure it again
-            figures = memo[_MEMO_KEY] = [0, 0]
-        seen, chars = figures
-        if seen < len(messages):
-            chars += sum(message_chars(m) for m in messages[seen:])
-            figures[0], figures[1] = len(messages), chars
-        tools_chars = _tools_chars(request.tools, memo)
-    else:
-        chars = sum(message_chars(m) for m in messages)
-        tools_chars = _tools_chars(request.tools, None)
-    return max(1, (chars + len(request.instructions) + tools_chars) // 4)
-
-
-_MEMO_KEY = "budget.chars"
-_TOOLS_KEY = "budget.tools"
-
-
-def _tools_chars(tools: Sequence[ToolSchema], memo: dict[str, Any] | None) -> int:
-    cached = memo.get(_TOOLS_KEY) if memo is not None else None
-    if cached is not None and cached[0] is tools:  # the agent sends the same tuple every step
-        return int(cached[1])
-    size = tools_chars(tools)
-    if memo is not None:
-        memo[_TOOLS_KEY] = (tools, size)
-    return size

@@ -11,8 +11,9 @@ Three rules, each counted over a bounded window, so a 10,000-step run costs no m
   ``REMEMBERED_RESULTS`` distinct results): a cycle too long for ``repeated_call``. A step without calls
   neither counts nor breaks the streak.
 
-Arguments compare by their canonical JSON (sorted keys: dict equality, except that ``1`` and ``1.0`` differ);
-outcomes by the exact text the model read. Only digests and short previews are kept, never whole results.
+Arguments compare as dicts, outcomes by the exact text the model read; the counts are kept under hashes (of
+this process: a resumed run's tracker is rebuilt from the journal), and the windows keep only the few dozen
+latest calls, for the evidence.
 
 When a rule trips, the model first gets ``LoopPolicy.message`` (at most ``interventions`` times per rule) and
 the rule counts from zero again, as does ``no_progress`` (so one loop earns one message, not two); the rule's
@@ -33,7 +34,6 @@ journal order (refused calls included); at each intervention message it resets t
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import deque
 from collections.abc import Mapping
@@ -43,91 +43,40 @@ from typing import Any
 
 from agentkeel.core.calls import CallRecord
 from agentkeel.core.events import ToolCallFinished
+from agentkeel.core.loop_policy import DEFAULT_MESSAGE, RULES, LoopPolicy, LoopVerdict
 from agentkeel.core.messages import AssistantMessage, ToolResultMessage
 from agentkeel.core.state import RunState
-from agentkeel.errors import ConfigError
 
-RULES = ("repeated_error", "repeated_call", "no_progress")
-"""The rules, in the order a verdict looks for them (the most specific first)."""
+__all__ = ["DEFAULT_MESSAGE", "REMEMBERED_RESULTS", "RULES", "LoopPolicy", "LoopTracker", "LoopVerdict"]
+
 REMEMBERED_RESULTS = 1024
 """Distinct results ``no_progress`` remembers (the least recently seen is forgotten first)."""
 _PREVIEW = 80
 
-DEFAULT_MESSAGE = (
-    "{summary} Do not make these calls again: change your approach (other arguments, another tool), or answer "
-    "with what you know."
-)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class LoopPolicy:
-    """When a run is going round in circles, and what happens then. ``None`` turns a rule off."""
-
-    repeated_call: int | None = 5
-    """The same tool, arguments and outcome this many times within the last 2N calls trips the rule."""
-    repeated_error: int | None = 3
-    """The same tool failing with the same error this many times within the last 3N calls trips the rule."""
-    no_progress: int | None = 8
-    """This many steps in a row with no tool result the run had not seen before trips the rule."""
-    interventions: int = 1
-    """Messages the model gets per rule; the rule's next trip fails the run (0: fail at the first trip)."""
-    message: str = DEFAULT_MESSAGE
-    """What the model reads when a rule trips. Placeholders: ``{summary}`` (what the model did, in a sentence
-    addressed to it), ``{evidence}`` (the calls, for the operator) and ``{rule}`` (the rule's name)."""
-
-    def __post_init__(self) -> None:
-        for name in ("repeated_call", "repeated_error", "no_progress"):
-            value = getattr(self, name)
-            if value is not None and (type(value) is not int or value < 2):
-                raise ConfigError(
-                    f"LoopPolicy({name}={value!r}) is not a count: give a whole number of 2 or more (how many "
-                    "repeats trip the rule), or None to turn the rule off."
-                )
-        if type(self.interventions) is not int or self.interventions < 0:
-            raise ConfigError(
-                f"LoopPolicy(interventions={self.interventions!r}) is not a count: give a whole number of 0 or "
-                "more (the messages the model gets per rule before the run fails; 0 fails it at once)."
-            )
-        if not isinstance(self.message, str) or not self.message.strip():
-            raise ConfigError(
-                f"LoopPolicy(message={self.message!r}) is empty: give the sentence the model reads when it loops."
-            )
-        try:
-            self.message.format(rule="", summary="", evidence="")
-        except (KeyError, IndexError, ValueError, AttributeError) as exc:
-            raise ConfigError(
-                f"LoopPolicy(message=...) cannot be formatted ({exc!r}): it may use only the placeholders "
-                "{summary}, {evidence} and {rule}; write a literal brace twice ({{ or }})."
-            ) from None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class LoopVerdict:
-    """A rule tripped: speak to the model, or end the run."""
-
-    rule: str
-    """``repeated_call``, ``repeated_error`` or ``no_progress``."""
-    evidence: str
-    """For the operator: the calls (ids such as ``3.1``), the tool, its arguments (shortened), how many times."""
-    message: str
-    """What the model reads (``LoopPolicy.message`` formatted); empty when ``fail`` is true."""
-    fail: bool
-    """The model was already told as often as the policy allows: end the run ``failed(loop_detected)``."""
-
 
 @dataclass(slots=True)
 class _Seen:
-    """A call as the tracker remembers it: enough for the evidence, never its whole result."""
+    """A call as the tracker remembers it, for the evidence (shortened only when evidence is written: the windows
+    hold a few dozen calls, whose texts the run's conversation holds anyway)."""
 
     call: str
     name: str
-    arguments: str
-    """Shortened canonical JSON, or ``...`` for a call refused before it ran."""
-    result: str
-    """Shortened."""
+    raw_arguments: Any
+    """The arguments, or ``None`` for a call refused before it ran."""
+    content: str
+
+    @property
+    def arguments(self) -> str:
+        if self.raw_arguments is None:
+            return "..."
+        return _shorten(json.dumps(self.raw_arguments, sort_keys=True, ensure_ascii=False, default=repr))
+
+    @property
+    def result(self) -> str:
+        return _shorten(self.content)
 
 
-_Window = deque[tuple[bytes | None, _Seen]]
+_Window = deque[tuple[int | None, _Seen]]
 
 
 class LoopTracker:
@@ -136,11 +85,14 @@ class LoopTracker:
     def __init__(self, policy: LoopPolicy) -> None:
         self.policy = policy
         self._calls: _Window = deque(maxlen=2 * (policy.repeated_call or 0))
-        self._call_counts: dict[bytes, int] = {}
+        self._call_counts: dict[int, int] = {}
         self._errors: _Window = deque(maxlen=3 * (policy.repeated_error or 0))
-        self._error_counts: dict[bytes, int] = {}
-        self._seen: dict[bytes, None] = {}
+        self._error_counts: dict[int, int] = {}
+        self._seen: dict[int, None] = {}
         """Digests of the results seen, least recently seen first."""
+        self._may_repeat = False
+        self._may_fail = False
+        """Whether a count reached its rule's limit since a verdict last looked (a verdict is O(1) otherwise)."""
         self._step: list[_Seen] = []
         self._fresh = False
         """Whether the current step brought a result not seen before."""
@@ -238,14 +190,19 @@ class LoopTracker:
         self._stale.clear()
 
     def _add(self, call: str, name: str, arguments: Any, content: str, failed: bool) -> None:
-        shown = "..." if arguments is None else json.dumps(arguments, sort_keys=True, ensure_ascii=False, default=repr)
-        outcome = _digest(name, content)
-        key = _digest(outcome, "\0" if arguments is None else shown)
-        seen = _Seen(call=call, name=name, arguments=_shorten(shown), result=_shorten(content))
-        if self.policy.repeated_call is not None:
-            _push(self._calls, self._call_counts, key, seen)
-        if self.policy.repeated_error is not None:
-            _push(self._errors, self._error_counts, outcome if failed else None, seen)
+        outcome = hash((name, content))
+        key = hash((outcome, _arguments_key(arguments)))
+        seen = _Seen(call=call, name=name, raw_arguments=arguments, content=content)
+        policy = self.policy
+        if (
+            policy.repeated_call is not None
+            and _push(self._calls, self._call_counts, key, seen) >= policy.repeated_call
+        ):
+            self._may_repeat = True
+        if policy.repeated_error is not None:
+            count = _push(self._errors, self._error_counts, outcome if failed else None, seen)
+            if count >= policy.repeated_error:
+                self._may_fail = True
         if key in self._seen:
             del self._seen[key]  # re-inserted last: the least recently seen result is the one forgotten
         else:
@@ -258,7 +215,12 @@ class LoopTracker:
     def _tripped(self) -> tuple[str, str, str] | None:
         """``(rule, summary for the model, evidence for the operator)`` of the first rule that trips."""
         policy = self.policy
-        if policy.repeated_error is not None and (key := _over(self._error_counts, policy.repeated_error)):
+        if self._may_fail and policy.repeated_error is not None:  # a count reached the limit since the last look
+            key = _over(self._error_counts, policy.repeated_error)
+            self._may_fail = key is not None
+        else:
+            key = None
+        if key is not None:
             calls = [seen for k, seen in self._errors if k == key]
             last, n = calls[-1], len(calls)
             return (
@@ -267,7 +229,10 @@ class LoopTracker:
                 f"{last.name} failed {n} times in the last {len(self._errors)} calls with the same error "
                 f"(calls {_ids(calls)}): {last.result}",
             )
-        if policy.repeated_call is not None and (key := _over(self._call_counts, policy.repeated_call)):
+        if self._may_repeat and policy.repeated_call is not None:
+            key = _over(self._call_counts, policy.repeated_call)
+            self._may_repeat = key is not None
+        if key is not None:
             calls = [seen for k, seen in self._calls if k == key]
             last, n = calls[-1], len(calls)
             return (
@@ -289,8 +254,9 @@ class LoopTracker:
         return None
 
 
-def _push(window: _Window, counts: dict[bytes, int], key: bytes | None, seen: _Seen) -> None:
-    """Slide ``window`` by one call, keeping ``counts`` the number of times each key is in it."""
+def _push(window: _Window, counts: dict[int, int], key: int | None, seen: _Seen) -> int:
+    """Slide ``window`` by one call, keeping ``counts`` the number of times each key is in it; returns the count
+    of ``key`` (0 for ``None``)."""
     if len(window) == window.maxlen:
         old = window[0][0]
         if old is not None:
@@ -298,22 +264,30 @@ def _push(window: _Window, counts: dict[bytes, int], key: bytes | None, seen: _S
             if not counts[old]:
                 del counts[old]
     window.append((key, seen))
-    if key is not None:
-        counts[key] = counts.get(key, 0) + 1
+    if key is None:
+        return 0
+    count = counts[key] = counts.get(key, 0) + 1
+    return count
 
 
-def _over(counts: dict[bytes, int], limit: int) -> bytes | None:
+def _over(counts: dict[int, int], limit: int) -> int | None:
     """The most frequent key, if it reaches ``limit`` (a window holds at most a few dozen keys)."""
     key = max(counts, key=counts.__getitem__, default=None)
     return key if key is not None and counts[key] >= limit else None
 
 
-def _digest(*parts: str | bytes) -> bytes:
-    hasher = hashlib.blake2b(digest_size=16)
-    for part in parts:
-        hasher.update(part.encode("utf-8", "surrogatepass") if isinstance(part, str) else part)
-        hasher.update(b"\0")
-    return hasher.digest()
+def _arguments_key(arguments: Any) -> Any:
+    """Equal arguments give equal keys: flat ones as their items (a tool's validated arguments come in its
+    parameters' order), nested ones as canonical JSON. Keys are hashed, and hashes live only in this process: a
+    tracker is rebuilt from the journal after a resume."""
+    if arguments is None:
+        return None
+    items = tuple(arguments.items())
+    try:
+        hash(items)
+    except TypeError:
+        return json.dumps(arguments, sort_keys=True, ensure_ascii=False, default=repr)
+    return items
 
 
 def _shorten(text: str) -> str:

@@ -13,12 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentkeel.core.budget import Budget, Spend, estimate_input_tokens
+from agentkeel.core.budget import Budget, Spend
 from agentkeel.core.compaction import ContextPolicy, compacted_view, estimate_tokens, plan_compaction
 from agentkeel.core.events import ContextCompacted, Event, Intervened, RunEnded
 from agentkeel.core.loops import LoopPolicy, LoopTracker
 from agentkeel.core.messages import Message, ModelRequest, ToolSchema, Usage
 from agentkeel.core.state import RunState
+from agentkeel.core.tokens import estimate_input_tokens
 from agentkeel.gates import Rule
 from agentkeel.ledger import Ledger, Reservation
 from agentkeel.models.base import Model

@@ -225,6 +225,19 @@ class Exceeded:
             what = f"{who} has {done[which].format(f'{spent:,.0f}')}, its limit"
         return f"{what} ({self.reason}); raise the limit with Agent(budget=Budget({setting}))"
 
+    def refusal(self) -> str:
+        """What the model reads when a tool call is refused: the run goes on."""
+        if self.which.startswith("tool_calls:"):
+            tool = self.which.partition(":")[2]
+            return (
+                f"{tool} was not run: this run may call it at most {self.limit:g} times, and it has. Do not call "
+                f"it again; use the other tools, or answer with what you have."
+            )
+        return (
+            f"This call was not run: this run may make at most {self.limit:g} tool calls, and it has. Answer with "
+            "what you have, and say what is left undone."
+        )
+
     def for_model(self) -> str:
         """What the model reads before its wrap-up turn (``Budget.wrap_up``)."""
         return f"This run has reached its budget ({self.which}). This is your last turn and you cannot call " + (

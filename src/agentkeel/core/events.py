@@ -21,10 +21,11 @@ from typing import Any, Literal
 from agentkeel.core.messages import ModelResponse
 from agentkeel.core.record import record
 
-RunStatus = Literal["running", "paused", "completed", "failed", "cancelled"]
+RunStatus = Literal["running", "paused", "completed", "failed", "cancelled", "rolling_back", "rolled_back"]
 """Where a run stands. ``paused``, ``failed`` and ``cancelled`` always come with a reason."""
 
-TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "rolled_back"})
+"""Nothing follows, except that a completed, failed or cancelled run may still be rolled back."""
 
 FailureKind = Literal[
     "unknown_tool",
@@ -37,6 +38,7 @@ FailureKind = Literal[
     "denied",
     "rejected",
     "over_budget",
+    "no_compensation",
 ]
 """Why a tool call did not produce a result."""
 
@@ -254,6 +256,44 @@ class ContextCompacted:
 
 
 @record
+class RollbackStarted:
+    """The undoing of a run's effects begins: its finished write calls are compensated in reverse order. It may
+    follow the run's end (``keel rollback``, or the agent's ``rollback_on`` policy when it fails or is cancelled)."""
+
+    kind: Literal["rollback_started"] = "rollback_started"
+    at: float
+    by: str
+    why: str
+    calls: tuple[str, ...]
+    """The calls to undo, in the order their compensations run (the last effect first)."""
+
+
+@record
+class CompensationStarted:
+    """A call's compensation is about to run (committed first: a crash during it reruns it on resume, so a
+    compensation must be safe to run twice, under its idempotency key)."""
+
+    kind: Literal["compensation_started"] = "compensation_started"
+    at: float
+    call: str
+    attempt: int = 1
+
+
+@record
+class CompensationFinished:
+    """A call's compensation ran (``error`` empty), failed, or could not run (no compensation declared); or a
+    person settled it (``resolved_by``)."""
+
+    kind: Literal["compensation_finished"] = "compensation_finished"
+    at: float
+    call: str
+    content: str
+    result: Any = None
+    error: ToolFailure | None = None
+    resolved_by: str = ""
+
+
+@record
 class NoteWritten:
     """The agent's scratchpad: notes survive compaction and resume."""
 
@@ -292,7 +332,7 @@ class RunEnded:
 
     kind: Literal["run_ended"] = "run_ended"
     at: float
-    status: Literal["completed", "failed", "cancelled"]
+    status: Literal["completed", "failed", "cancelled", "rolled_back"]
     reason: str = ""
     """Empty for ``completed``; otherwise a stable token (``max_steps_exceeded``, ``timeout``, ...)."""
     output: str = ""
@@ -317,6 +357,9 @@ Event = (
     | CallRejected
     | Intervened
     | ContextCompacted
+    | RollbackStarted
+    | CompensationStarted
+    | CompensationFinished
     | NoteWritten
     | RunPaused
     | RunResumed

@@ -16,7 +16,7 @@ this process: a resumed run's tracker is rebuilt from the journal), and the wind
 latest calls, for the evidence.
 
 When a rule trips, the model first gets ``LoopPolicy.message`` (at most ``interventions`` times per rule) and
-the rule counts from zero again, as does ``no_progress`` (so one loop earns one message, not two); the rule's
+every rule counts from zero again (so one loop earns one message, not two); the rule's
 next trip ends the run ``failed(loop_detected)`` with the evidence.
 
 The defaults (5 repeats, 3 errors, 8 stale steps, 1 message) stop ``lookup(order_id="#1")`` answering "not
@@ -176,16 +176,15 @@ class LoopTracker:
         return LoopVerdict(rule=rule, evidence=evidence, message=message, fail=False)
 
     def reset(self, rule: str) -> None:
-        """The model was told about ``rule``: count it from zero, and ``no_progress`` too (the message is news to
-        the model, and one loop should not earn two messages). Other names (budgets, ...) change nothing."""
+        """The model was told about ``rule``: every rule counts from zero (the message is news to the model, and
+        one loop should not earn two messages: a call repeated with the same error trips two rules at once). Other
+        names (budgets, ...) change nothing."""
         if rule not in RULES:
             return
-        if rule == "repeated_call":
-            self._calls.clear()
-            self._call_counts.clear()
-        elif rule == "repeated_error":
-            self._errors.clear()
-            self._error_counts.clear()
+        self._calls.clear()
+        self._call_counts.clear()
+        self._errors.clear()
+        self._error_counts.clear()
         self._stale_steps = self._stale_calls = 0
         self._stale.clear()
 

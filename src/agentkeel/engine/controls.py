@@ -110,7 +110,7 @@ class Controls:
         if isinstance(reserved, Reservation):
             self.ledger.settle(reserved)
             return None
-        return reserved.for_model()
+        return reserved.refusal()
 
     # -- loops ----------------------------------------------------------------------------------------------
 

@@ -81,6 +81,8 @@ class Tool:
     """A sync tool that runs on the event loop instead of a worker thread (for quick, non-blocking functions)."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     reconcile_fn: Callable[..., Any] | None = field(default=None, repr=False)
+    compensation_fn: Callable[..., Any] | None = field(default=None, repr=False)
+    """The call's undo, run by a rollback (``@refund.compensate``)."""
     arguments: type[BaseModel] = field(repr=False, default=BaseModel)
     takes_ctx: bool = False
     is_async: bool = False
@@ -96,6 +98,18 @@ class Tool:
     def safe_to_repeat(self) -> bool:
         """Whether running the call again cannot cause a second effect."""
         return self.effect == "read" or self.idempotent
+
+    def compensate(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: the undo of a finished call, run by a rollback (``keel rollback``, or the agent's
+        ``rollback_on`` policy) in reverse order of the calls. It takes the tool's parameters (``ctx`` first if it
+        wants it; a ``result`` parameter receives what the call returned) and returns what the undo did.
+
+        It must be safe to run twice: a rollback that crashes mid-undo runs it again on resume, with the same
+        ``ctx.idempotency_key`` (the call's key plus ``:undo``). Pass that key to the system you call."""
+        if self.effect != "write":
+            raise ConfigError(f"tool {self.name!r}: only a write tool has something to undo; a read tool needs none")
+        self.compensation_fn = fn
+        return fn
 
     def reconcile(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: the hook asked whether an interrupted call happened. It takes the tool's parameters

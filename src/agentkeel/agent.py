@@ -8,7 +8,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from agentkeel.core.budget import Budget
@@ -20,7 +20,8 @@ from agentkeel.engine.controls import DriveConfig
 from agentkeel.engine.driver import Driver
 from agentkeel.engine.lease_keeper import LeaseKeeper
 from agentkeel.engine.operator import approve_call, reject_call
-from agentkeel.errors import ConfigError, JournalError, RunBusy
+from agentkeel.engine.rollback import check_policy, rollback_event
+from agentkeel.errors import ConfigError, JournalError, ResolveError, RunBusy
 from agentkeel.gates import Rule, check_rules
 from agentkeel.models.base import Model
 from agentkeel.models.resolve import resolve_model
@@ -62,6 +63,7 @@ class Agent:
         budget: Budget | None = None,
         loops: LoopPolicy | None = DEFAULT_LOOPS,
         context: ContextPolicy | None = DEFAULT_CONTEXT,
+        rollback_on: Collection[str] | str | None = None,
         deps: Any = None,
         ref: str = "",
     ) -> None:
@@ -102,6 +104,8 @@ class Agent:
         self.context = context
         """How the conversation is kept within bounds (older tool results as digests past a threshold); ``None``:
         the model always gets the whole history."""
+        self.rollback_on = check_policy(name, rollback_on)
+        """When a run rolls itself back: ``"failure"`` and/or ``"cancel"`` (the compensations of its write calls)."""
         self.model_retry = model_retry or DEFAULT_MODEL_RETRY
         """How transient model failures (rate limits, server errors, timeouts) are retried; each is journaled."""
         self.deps = deps
@@ -126,6 +130,7 @@ class Agent:
             "budget": budget,
             "loops": loops,
             "context": context,
+            "rollback_on": rollback_on,
             "deps": deps,
             "ref": ref,
         }
@@ -206,6 +211,34 @@ class Agent:
     def resume_sync(self, run_id: str, *, deps: Any = None) -> RunResult:
         return asyncio.run(self.resume(run_id, deps=deps))
 
+    async def rollback(
+        self, run_id: str, *, by: str = "python", reason: str = "rolled back on request", deps: Any = None
+    ) -> RunResult:
+        """Undo a run's effects: the compensations of its finished write calls, the last first. The run ends
+        ``rolled_back``, or ``paused(rollback_incomplete)`` listing what could not be undone (called again, it
+        tries the failed compensations once more). Raises ``RunBusy`` while a process drives the run."""
+        owner = new_owner()
+        await self.store.acquire_lease(run_id, owner, self.lease_s)
+        try:
+            state = replay(await self.store.load(run_id))
+            self._check_fits(state)
+            if state.status == "rolled_back":
+                raise ResolveError(f"run {run_id} is already rolled back")
+            if state.open_calls:
+                raise ResolveError(
+                    f"run {run_id} has interrupted calls ({', '.join(state.open_calls)}): resolve them first "
+                    f"(`keel resolve {run_id} CALL ...`), so that the rollback knows whether they took effect"
+                )
+            retry = state.status == "paused" and state.reason == "rollback_incomplete"
+            started = rollback_event(state, self.tools, by=by, why=reason, retry_failed=retry)
+            if started is None:
+                raise ResolveError(f"run {run_id} has no finished write call to undo")
+            signals = await commit_events(self.store, state, owner, [started])
+        except BaseException:
+            await self.store.release_lease(run_id, owner)
+            raise
+        return RunResult.of(await self._driver(state, owner, deps, signals.cancel).drive())
+
     async def approve(
         self, run_id: str, call: str, *, args: dict[str, Any] | None = None, by: str = "python"
     ) -> RunState:
@@ -240,6 +273,7 @@ class Agent:
             budget=self.budget,
             loops=self.loops,
             context=self.context,
+            rollback_on=self.rollback_on,
             deps=self.deps if deps is None else deps,
         )
         if self._keeper is None:

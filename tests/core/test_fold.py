@@ -10,6 +10,7 @@ from agentkeel.core.events import (
     Event,
     ModelResponded,
     NoteWritten,
+    RollbackStarted,
     RunEnded,
     RunPaused,
     RunResumed,
@@ -313,14 +314,17 @@ _TO: dict[str, Event] = {
     "completed": RunEnded(at=200.0, status="completed"),
     "failed": RunEnded(at=200.0, status="failed", reason="timeout"),
     "cancelled": RunEnded(at=200.0, status="cancelled", reason="cancelled"),
+    "rolling_back": RollbackStarted(at=200.0, by="ops", why="keel rollback", calls=()),
+    "rolled_back": RunEnded(at=200.0, status="rolled_back", reason="rolled_back"),
 }
 _ALL = sorted(_TO)
 
 
-def test_the_table_names_every_status_and_terminal_ones_lead_nowhere() -> None:
+def test_the_table_names_every_status_and_ended_ones_lead_only_to_a_rollback() -> None:
     assert set(TRANSITIONS) == set(_ALL)
     for status in ("completed", "failed", "cancelled"):
-        assert TRANSITIONS[status] == frozenset()
+        assert TRANSITIONS[status] == {"rolling_back"}
+    assert TRANSITIONS["rolled_back"] == frozenset()
 
 
 @pytest.mark.parametrize(("source", "target"), [(s, t) for s in ("running", "paused") for t in _ALL])
@@ -336,17 +340,20 @@ def test_status_transitions_follow_the_table(source: str, target: str) -> None:
 
 
 def test_the_allowed_moves_are_the_documented_ones() -> None:
-    assert TRANSITIONS["running"] == {"running", "paused", "completed", "failed", "cancelled"}
-    assert TRANSITIONS["paused"] == {"running", "completed", "failed", "cancelled"}
+    assert TRANSITIONS["running"] == {"running", "paused", "completed", "failed", "cancelled", "rolling_back"}
+    assert TRANSITIONS["paused"] == {"running", "completed", "failed", "cancelled", "rolling_back"}
+    assert TRANSITIONS["rolling_back"] == {"rolling_back", "paused", "rolled_back"}
 
 
 @pytest.mark.parametrize("source", ["completed", "failed", "cancelled"])
-@pytest.mark.parametrize("target", _ALL)
-def test_a_terminal_run_refuses_every_transition(source: str, target: str) -> None:
+@pytest.mark.parametrize("target", [t for t in _ALL if t != "rolling_back"])
+def test_an_ended_run_refuses_every_transition_but_a_rollback(source: str, target: str) -> None:
     state = at_status(source)
     with pytest.raises(JournalError):
         state.apply(_TO[target])
     assert state.status == source
+    state.apply(_TO["rolling_back"])
+    assert state.status == "rolling_back"
 
 
 # -- active time ----------------------------------------------------------------------------------------------

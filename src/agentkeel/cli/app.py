@@ -28,7 +28,7 @@ from agentkeel.result import RunResult
 from agentkeel.stores.base import Store
 from agentkeel.stores.open import DEFAULT_STORE_URL, open_store
 
-STATUSES = ("running", "paused", "completed", "failed", "cancelled")
+STATUSES = ("running", "paused", "completed", "failed", "cancelled", "rolling_back", "rolled_back")
 _STATUS_LIST = ", ".join(STATUSES)
 
 app = typer.Typer(
@@ -358,3 +358,4 @@ def demo(
 
 from agentkeel.cli import approvals as _approvals  # noqa: E402,F401  (its commands register on ``app``)
 from agentkeel.cli import control as _control  # noqa: E402,F401  (its commands register on ``app``)
+from agentkeel.cli import rollback as _rollback  # noqa: E402,F401  (registers `keel rollback` on app)

@@ -1,6 +1,7 @@
 """Exit codes: what a script calling ``keel`` learns without reading its output.
 
-  0  completed (or the command did what it was asked: a listing, a recorded decision, a cancellation)
+  0  completed or rolled back (or the command did what it was asked: a listing, a recorded decision, a
+     cancellation)
   1  the run failed
   2  usage or configuration error: a bad argument, an agent file that does not load, a decision that does
      not fit the run, a store that cannot be opened
@@ -25,7 +26,7 @@ INTERNAL = 70
 INTERRUPTED = 130
 
 EPILOG = """Exit codes:
-  0  completed, or the command did what it was asked
+  0  completed or rolled back, or the command did what it was asked
   1  the run failed
   2  usage or configuration error
   3  paused: a person must act (keel resolve, keel approve/reject)
@@ -35,7 +36,7 @@ EPILOG = """Exit codes:
 
 Store: --store URL, else KEEL_STORE, else sqlite:///.keel/keel.db"""
 
-_BY_STATUS = {"completed": OK, "failed": FAILED, "paused": PAUSED, "cancelled": CANCELLED}
+_BY_STATUS = {"completed": OK, "rolled_back": OK, "failed": FAILED, "paused": PAUSED, "cancelled": CANCELLED}
 
 
 class UsageProblem(KeelError):

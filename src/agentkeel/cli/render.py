@@ -30,6 +30,8 @@ STATUS_STYLES = {
     "paused": "yellow",
     "cancelled": "magenta",
     "running": "cyan",
+    "rolling_back": "yellow",
+    "rolled_back": "blue",
 }
 
 _RUN_COLUMNS = ("ID", "AGENT", "STATUS", "STEPS", "TOKENS", "COST", "AGE", "TASK")

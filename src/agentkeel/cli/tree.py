@@ -22,12 +22,15 @@ from agentkeel.core.events import (
     CallApproved,
     CallRejected,
     CallRetryAuthorized,
+    CompensationFinished,
+    CompensationStarted,
     ContextCompacted,
     Event,
     Intervened,
     ModelResponded,
     ModelRetrying,
     NoteWritten,
+    RollbackStarted,
     RunEnded,
     RunPaused,
     RunResumed,
@@ -126,6 +129,25 @@ class _TreeBuilder:
             node.add(Text(shorten(event.message, TEXT_LIMIT), style="yellow"))
             if event.evidence:
                 node.add(Text(f"evidence: {shorten(event.evidence, TEXT_LIMIT)}", style="dim"))
+        elif isinstance(event, RollbackStarted):
+            node = self.root.add(
+                Text.assemble(("rollback", "bold blue"), f" by {event.by}: {event.why} {self._since(event.at)}")
+            )
+            node.add(Text(f"undoes, in this order: {', '.join(event.calls)}", style="dim"))
+        elif isinstance(event, CompensationStarted):
+            if event.attempt > 1:
+                again = f"↺ undo runs again as attempt {event.attempt} (it was interrupted)"
+                (self.calls.get(event.call) or self.root).add(Text(again, style="yellow"))
+        elif isinstance(event, CompensationFinished):
+            node = self.calls.get(event.call) or self.root
+            if event.error is None:
+                undone = Text.assemble(("↩ undone", "blue"), f": {shorten(event.content, TEXT_LIMIT)}")
+            else:
+                undone = Text.assemble(("↩ not undone ", "red"), _failure(event.error))
+            if event.resolved_by:
+                undone.append(f" · settled by {event.resolved_by}", style="yellow")
+            undone.append(f" · {self._since(event.at)}", style="dim")
+            node.add(undone)
         elif isinstance(event, ContextCompacted):
             self.root.add(
                 Text(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agentkeel.core.events import ApprovalRequested, ToolCallFinished, ToolCallStarted
+from agentkeel.core.events import ApprovalRequested, CompensationFinished, ToolCallFinished, ToolCallStarted
 
 CallStatus = Literal["started", "finished"]
 Decision = Literal["pending", "approved", "rejected"]
@@ -64,3 +64,23 @@ class Approval:
     @property
     def name(self) -> str:
         return self.requested.name
+
+
+UndoStatus = Literal["pending", "started", "done", "failed", "missing", "settled"]
+
+
+@dataclass(kw_only=True, slots=True)
+class Undo:
+    """One call's compensation in a rollback."""
+
+    call: str
+    status: UndoStatus = "pending"
+    """``done``: undone; ``failed``: its compensation raised; ``missing``: the tool declares none; ``settled``: a
+    person decided to leave it as it is."""
+    attempts: int = 0
+    finished: CompensationFinished | None = None
+
+    @property
+    def open(self) -> bool:
+        """Still to run (or interrupted while running)."""
+        return self.status in ("pending", "started")

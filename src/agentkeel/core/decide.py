@@ -31,6 +31,14 @@ class RunApproved:
 
 
 @record
+class Compensate:
+    """Run the compensation of a call (a rollback); ``attempt`` counts a rerun after a crash."""
+
+    call: str
+    attempt: int
+
+
+@record
 class Pause:
     """Stop and wait for a person (the pause is journaled, the lease let go of)."""
 
@@ -69,7 +77,7 @@ class Done:
     """The run has already ended."""
 
 
-Action = CallModel | RecoverCalls | RunApproved | Pause | Finish | Wait | Done
+Action = CallModel | RecoverCalls | RunApproved | Compensate | Pause | Finish | Wait | Done
 
 
 def next_action(state: RunState, *, driven_s: float) -> Action:
@@ -78,6 +86,8 @@ def next_action(state: RunState, *, driven_s: float) -> Action:
         return Done()
     if state.status == "paused" and state.waiting:
         return Wait(reason=state.reason, detail=state.detail)
+    if state.rolling_back:
+        return rollback_action(state)
     if state.open_calls:
         return RecoverCalls(calls=tuple(state.open_calls.values()))
     if state.approved:
@@ -102,6 +112,33 @@ def next_action(state: RunState, *, driven_s: float) -> Action:
             "it went round",
         )
     return CallModel(step=state.steps_completed + 1, final=bool(state.final_turn))
+
+
+def rollback_action(state: RunState) -> Action:
+    """The next step of a rollback: the next compensation, in order; then the end, or a pause for a person when
+    some call could not be undone."""
+    for undo in state.rollback.values():
+        if undo.open:
+            return Compensate(call=undo.call, attempt=undo.attempts + 1)
+    left = tuple(undo.call for undo in state.rollback.values() if undo.status in ("failed", "missing"))
+    if left:
+        listed = "; ".join(
+            f"{call} {state.calls[call].name} ("
+            f"{'no compensation declared' if state.rollback[call].status == 'missing' else 'its compensation failed'})"
+            for call in left
+        )
+        detail = (
+            f"the rollback could not undo: {listed}. Undo them by hand, then `keel resolve {state.run_id} CALL "
+            f"--result JSON` (undone) or `--skip` (leave it as it is); `keel rollback {state.run_id}` tries the "
+            "failed compensations again"
+        )
+        return Pause(reason="rollback_incomplete", detail=detail, calls=left)
+    undone = [undo.call for undo in state.rollback.values() if undo.status == "done"]
+    settled = [undo.call for undo in state.rollback.values() if undo.status == "settled"]
+    error = f"undone: {', '.join(undone) or 'nothing'}" + (
+        f"; settled by a person: {', '.join(settled)}" if settled else ""
+    )
+    return Finish(status="rolled_back", reason="rolled_back", output=state.output, error=error)
 
 
 def awaiting_detail(state: RunState) -> str:

@@ -6,48 +6,35 @@ fold calls no model, runs no tool and reads no clock, so replaying a journal is 
 Status transitions (the only ones allowed; any other is a corrupt or diverging journal):
 
     running   -> paused | completed | failed | cancelled | running (a resume after a crash)
-    paused    -> running (resumed) | completed | failed | cancelled
-    completed, failed, cancelled: terminal
+    paused    -> running (resumed) | completed | failed | cancelled | rolling_back
+    completed, failed, cancelled -> rolling_back (a rollback, the only event after a run's end)
+    rolling_back -> rolled_back | paused (a compensation failed or is missing) | rolling_back (a resume)
+    rolled_back: terminal
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentkeel.core.calls import Approval, CallRecord
+from agentkeel.core.calls import Approval, CallRecord, Undo
 from agentkeel.core.events import (
     TERMINAL_STATUSES,
-    ApprovalRequested,
-    CallApproved,
-    CallRejected,
-    CallRetryAuthorized,
-    ContextCompacted,
     Event,
-    Intervened,
-    ModelResponded,
-    ModelRetrying,
-    NoteWritten,
-    RunEnded,
-    RunPaused,
-    RunResumed,
     RunStarted,
     RunStatus,
-    ToolCallFinished,
-    ToolCallResumed,
-    ToolCallRetrying,
-    ToolCallStarted,
 )
-from agentkeel.core.messages import Conversation, Message, ToolResultMessage, Usage, UserMessage
+from agentkeel.core.messages import Conversation, Message, Usage, UserMessage
 from agentkeel.errors import JournalError
 
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "running": frozenset({"running", "paused", "completed", "failed", "cancelled"}),
-    "paused": frozenset({"running", "completed", "failed", "cancelled"}),
-    "completed": frozenset(),
-    "failed": frozenset(),
-    "cancelled": frozenset(),
+    "running": frozenset({"running", "paused", "completed", "failed", "cancelled", "rolling_back"}),
+    "paused": frozenset({"running", "completed", "failed", "cancelled", "rolling_back"}),
+    "completed": frozenset({"rolling_back"}),
+    "failed": frozenset({"rolling_back"}),
+    "cancelled": frozenset({"rolling_back"}),
+    "rolling_back": frozenset({"rolling_back", "paused", "rolled_back"}),
+    "rolled_back": frozenset(),
 }
 
 
@@ -96,6 +83,10 @@ class RunState:
     """Messages the engine gave the model, per rule (loops, budgets)."""
     final_turn: str = ""
     """Set when the next model turn is the last (no tools): the reason the run then fails with."""
+    rollback: dict[str, Undo] = field(default_factory=dict)
+    """The calls a rollback undoes (or undid), in the order their compensations run."""
+    rolling_back: bool = False
+    """A rollback has started and not ended: resuming the run continues it."""
     compacted_upto: int = 0
     """Messages before this index reach the model as digests (``ContextCompacted``)."""
     input_tokens: int = 0
@@ -155,7 +146,7 @@ class RunState:
 
     def apply(self, event: Event) -> None:
         """Move the state one event forward."""
-        if self.status in TERMINAL_STATUSES:
+        if self.status in TERMINAL_STATUSES and (event.kind != "rollback_started" or self.status == "rolled_back"):
             raise JournalError(f"run {self.run_id}: event {event.kind!r} after the run ended ({self.status})")
         self.last_seq += 1
         at = event.at
@@ -164,7 +155,7 @@ class RunState:
         if at > self.segment_start and self.status != "paused" and event.kind != "run_resumed":
             self.active_s += at - self.segment_start
         self.segment_start = at
-        _APPLY[event.kind](self, event)
+        APPLY[event.kind](self, event)
 
     def _to(self, status: RunStatus, reason: str = "", detail: str = "") -> None:
         if status not in TRANSITIONS[self.status]:
@@ -200,152 +191,4 @@ def replay(events: list[Event] | tuple[Event, ...]) -> RunState:
     return state
 
 
-def _model_responded(state: RunState, event: ModelResponded) -> None:
-    state.steps_completed = event.step
-    state.model_calls += 1
-    usage = event.response.usage
-    state.input_tokens += usage.input_tokens
-    state.last_input_tokens = usage.input_tokens
-    state.output_tokens += usage.output_tokens
-    state.cache_read_tokens += usage.cache_read_tokens
-    state.cache_write_tokens += usage.cache_write_tokens
-    state.cost_usd += event.cost_usd
-    state.messages.append(event.response.as_message())
-
-
-def _model_retrying(state: RunState, event: ModelRetrying) -> None:
-    state.model_retries += 1
-
-
-def _tool_call_started(state: RunState, event: ToolCallStarted) -> None:
-    state.tool_calls += 1
-    state.tool_counts[event.name] = state.tool_counts.get(event.name, 0) + 1
-    state.calls[event.call] = state.open_calls[event.call] = CallRecord(started=event)
-    if state.approved:
-        state.approved.pop(event.call, None)
-
-
-def _tool_call_retrying(state: RunState, event: ToolCallRetrying) -> None:
-    record = state.calls.get(event.call)
-    if record is None:
-        raise JournalError(f"run {state.run_id}: retry of call {event.call}, which never started")
-    record.attempts = event.attempt
-
-
-def _tool_call_finished(state: RunState, event: ToolCallFinished) -> None:
-    record = state.calls.get(event.call)
-    if record is None:  # rejected before it could start: unknown tool, invalid arguments
-        state.tool_calls += 1
-    else:
-        if record.status == "finished":
-            raise JournalError(f"run {state.run_id}: call {event.call} finished twice")
-        record.status, record.finished = "finished", event
-        del state.open_calls[event.call]
-    if event.error is not None:
-        state.tool_errors += 1
-    state.messages.append(
-        ToolResultMessage(
-            call_id=event.tool_call_id, name=event.name, content=event.content, is_error=event.error is not None
-        )
-    )
-    if event.call in state.attention:
-        state.attention = tuple(c for c in state.attention if c != event.call)
-
-
-def _call_retry_authorized(state: RunState, event: CallRetryAuthorized) -> None:
-    record = state.calls.get(event.call)
-    if record is None or record.status != "started":
-        raise JournalError(f"run {state.run_id}: retry authorised for call {event.call}, which is not interrupted")
-    record.retry_authorized = True
-    state.attention = tuple(c for c in state.attention if c != event.call)
-
-
-def _tool_call_resumed(state: RunState, event: ToolCallResumed) -> None:
-    record = state.open_calls.get(event.call)
-    if record is None:
-        raise JournalError(f"run {state.run_id}: call {event.call} resumed, but it is not interrupted")
-    record.attempts = event.attempt  # if this attempt is interrupted too, the next one is attempt + 1
-    record.retry_authorized = False  # a person's "retry" covers one attempt
-
-
-def _approval_requested(state: RunState, event: ApprovalRequested) -> None:
-    if event.call in state.approvals or event.call in state.calls:
-        raise JournalError(f"run {state.run_id}: call {event.call} gated twice")
-    state.approvals[event.call] = Approval(requested=event)
-    state.awaiting = (*state.awaiting, event.call)
-
-
-def _pending(state: RunState, call: str, what: str) -> Approval:
-    approval = state.approvals.get(call)
-    if approval is None or approval.decision != "pending":
-        raise JournalError(f"run {state.run_id}: call {call} {what}, but it is not waiting for a decision")
-    state.awaiting = tuple(c for c in state.awaiting if c != call)
-    return approval
-
-
-def _call_approved(state: RunState, event: CallApproved) -> None:
-    approval = _pending(state, event.call, "approved")
-    approval.decision, approval.by = "approved", event.by
-    approval.arguments = event.arguments if event.arguments is not None else approval.requested.arguments
-    state.approved[event.call] = approval
-
-
-def _call_rejected(state: RunState, event: CallRejected) -> None:
-    approval = _pending(state, event.call, "rejected")
-    approval.decision, approval.by, approval.reason = "rejected", event.by, event.reason
-
-
-def _intervened(state: RunState, event: Intervened) -> None:
-    state.interventions[event.rule] = state.interventions.get(event.rule, 0) + 1
-    state.messages.append(UserMessage(text=event.message))
-    if event.final:
-        state.final_turn = event.final_reason or event.rule
-
-
-def _context_compacted(state: RunState, event: ContextCompacted) -> None:
-    state.compacted_upto = event.upto
-
-
-def _note_written(state: RunState, event: NoteWritten) -> None:
-    state.notes[event.key] = event.value
-
-
-def _run_paused(state: RunState, event: RunPaused) -> None:
-    state._to("paused", event.reason, event.detail)
-    if event.reason == "needs_attention":
-        state.attention = event.calls
-
-
-def _run_resumed(state: RunState, event: RunResumed) -> None:
-    state._to("running")
-
-
-def _run_ended(state: RunState, event: RunEnded) -> None:
-    state._to(event.status, event.reason, event.error)
-    state.output = event.output
-    state.attention = state.awaiting = ()  # an ended run waits for no decision (a paused run may be cancelled)
-
-
-def _run_started(state: RunState, event: RunStarted) -> None:
-    raise JournalError(f"run {state.run_id}: a second run_started")
-
-
-_APPLY: dict[str, Callable[[RunState, Any], None]] = {
-    "run_started": _run_started,
-    "model_responded": _model_responded,
-    "model_retrying": _model_retrying,
-    "tool_call_started": _tool_call_started,
-    "tool_call_retrying": _tool_call_retrying,
-    "tool_call_finished": _tool_call_finished,
-    "call_retry_authorized": _call_retry_authorized,
-    "tool_call_resumed": _tool_call_resumed,
-    "approval_requested": _approval_requested,
-    "call_approved": _call_approved,
-    "call_rejected": _call_rejected,
-    "intervened": _intervened,
-    "context_compacted": _context_compacted,
-    "note_written": _note_written,
-    "run_paused": _run_paused,
-    "run_resumed": _run_resumed,
-    "run_ended": _run_ended,
-}
+from agentkeel.core.fold import APPLY  # noqa: E402  (the handlers take a RunState: defined above)

@@ -44,6 +44,7 @@ class DriveConfig:
     budget: Budget | None = None
     loops: LoopPolicy | None = None
     context: ContextPolicy | None = None
+    rollback_on: frozenset[str] = frozenset()
     deps: Any = None
 
 

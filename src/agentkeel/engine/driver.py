@@ -15,6 +15,7 @@ import time
 from agentkeel.core.calls import Approval, CallRecord
 from agentkeel.core.decide import (
     CallModel,
+    Compensate,
     Done,
     Finish,
     Pause,
@@ -25,6 +26,8 @@ from agentkeel.core.decide import (
     next_action,
 )
 from agentkeel.core.events import (
+    CompensationFinished,
+    CompensationStarted,
     Event,
     ModelResponded,
     ModelRetrying,
@@ -42,6 +45,8 @@ from agentkeel.engine.controls import Controls, DriveConfig
 from agentkeel.engine.lease_keeper import LeaseKeeper
 from agentkeel.engine.model_call import ModelFailure, call_model
 from agentkeel.engine.planning import Runnable, journalable, plan_calls
+from agentkeel.engine.rollback import compensation_tool, rollback_event
+from agentkeel.engine.rollback import due as rollback_due
 from agentkeel.engine.tool_runner import OnRetry, ToolOutcome, result_text, run_tool
 from agentkeel.errors import ModelError
 from agentkeel.ledger import Reservation
@@ -91,9 +96,9 @@ class Driver:
         try:
             while True:
                 action = next_action(self.state, driven_s=self._driven_s() if self.state.timeout_s else 0.0)
-                if self._cancel is not None and not isinstance(action, Done):
-                    await self._end_cancelled()
-                    return self.state
+                if self._cancel is not None and not isinstance(action, Done) and not self.state.rolling_back:
+                    await self._end_cancelled()  # (a rollback is not cancelled: undoing is the safe direction)
+                    continue
                 if isinstance(action, CallModel):  # the common case first
                     told = None if action.final else self._controls.loop_check(self.state)
                     if told is not None:  # going round: the model is told, or the run ends
@@ -109,9 +114,15 @@ class Driver:
                         [RunPaused(at=time.time(), reason=action.reason, detail=action.detail, calls=action.calls)]
                     )
                     return self.state
+                elif isinstance(action, Compensate):
+                    await self._compensate(action.call, action.attempt)
                 elif isinstance(action, Finish):
                     await self._end(action.status, action.reason, action.output, action.error)
-                    return self.state
+                elif isinstance(action, Done) and (why := rollback_due(self.state, self._config.rollback_on)):
+                    started = rollback_event(self.state, self._config.tools, by="policy", why=why)
+                    if started is None:
+                        return self.state  # nothing took effect: nothing to undo
+                    await self._commit([started])
                 else:  # Done, Wait
                     return self.state
         finally:
@@ -312,6 +323,30 @@ class Driver:
             await self._commit(
                 [RunPaused(at=time.time(), reason="needs_attention", detail=detail, calls=tuple(attention))]
             )
+
+    async def _compensate(self, call: str, attempt: int) -> None:
+        """Undo one call (a rollback): its compensation runs like a call, journaled before and after."""
+        record = self.state.calls[call]
+        tool = self._config.tools.get(record.name)
+        finished = record.finished
+        if tool is None or tool.compensation_fn is None or finished is None:
+            message = (
+                f"{record.name} declares no compensation: undo call {call} by hand, or leave it "
+                f"(keel resolve {self.state.run_id} {call} --result JSON | --skip)"
+            )
+            failure = ToolFailure(kind="no_compensation", message=message)
+            await self._commit([CompensationFinished(at=time.time(), call=call, content=message, error=failure)])
+            return
+        await self._commit([CompensationStarted(at=time.time(), call=call, attempt=attempt)])
+        undo = compensation_tool(tool, finished.result)
+        arguments = tool.arguments.model_validate(record.arguments)
+        valid = ValidCall(tool=undo, arguments=arguments, json_arguments=record.arguments)
+        ctx = self._context(call, f"{record.idempotency_key}:undo", attempt)
+        outcome = await run_tool(valid, ctx, on_retry=_no_retries)
+        done = CompensationFinished(
+            at=time.time(), call=call, content=outcome.content, result=outcome.result, error=outcome.failure
+        )
+        await self._commit([done])
 
     async def _rerun(self, record: CallRecord, valid: ValidCall, why: str) -> None:
         attempt = record.attempts + 1

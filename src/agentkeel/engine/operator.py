@@ -17,6 +17,7 @@ from agentkeel.core.events import (
     CallApproved,
     CallRejected,
     CallRetryAuthorized,
+    CompensationFinished,
     Event,
     ToolCallFinished,
     ToolFailure,
@@ -49,6 +50,8 @@ async def resolve_call(
     def events(state: RunState) -> list[Event]:
         record = state.calls[call]
         now = time.time()
+        if state.rolling_back:
+            return [_settle_undo(state, call, decision, result, by, now)]
         if decision == "retry":
             return [CallRetryAuthorized(at=now, call=call, by=by)]
         if decision == "skip":
@@ -70,6 +73,20 @@ async def resolve_call(
         return [finished]
 
     return await _decide(store, run_id, call, by, events, approval=False)
+
+
+def _settle_undo(state: RunState, call: str, decision: Decision, result: Any, by: str, now: float) -> Event:
+    """A person's word on a call a rollback could not undo: undone by hand (with what it did), or left as is."""
+    if decision == "retry":
+        raise ResolveError(
+            f"run {state.run_id}: to try the compensation of {call} again, run `keel rollback {state.run_id}`"
+        )
+    if decision == "skip":
+        message = f"{state.calls[call].name} ({call}) is left as it is: {by} chose not to undo it"
+        return CompensationFinished(
+            at=now, call=call, content=message, error=ToolFailure(kind="skipped", message=message), resolved_by=by
+        )
+    return CompensationFinished(at=now, call=call, content=result_text(result), result=result, resolved_by=by)
 
 
 async def cancel_run(store: Store, run_id: str, *, by: str, reason: str) -> RunState:

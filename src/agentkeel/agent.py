@@ -13,7 +13,7 @@ from typing import Any
 
 from agentkeel.core.budget import Budget
 from agentkeel.core.compaction import ContextPolicy
-from agentkeel.core.events import RunResumed, RunStarted
+from agentkeel.core.events import PlannedCall, RunMode, RunResumed, RunStarted
 from agentkeel.core.loops import LoopPolicy
 from agentkeel.core.state import RunState, replay
 from agentkeel.engine.controls import DriveConfig
@@ -157,10 +157,45 @@ class Agent:
 
     # -- running --------------------------------------------------------------------------------------------
 
-    async def run(self, task: str, *, deps: Any = None, run_id: str | None = None) -> RunResult:
-        """Run the agent on a task until it answers, fails, is cancelled or pauses for a person."""
+    async def run(self, task: str, *, deps: Any = None, run_id: str | None = None, dry_run: bool = False) -> RunResult:
+        """Run the agent on a task until it answers, fails, is cancelled or pauses for a person.
+
+        ``dry_run=True``: read tools run for real, write tools only preview what they would do (``@tool.preview``);
+        the run's ``plan`` lists those write calls, for a person to approve and ``apply``."""
         if not isinstance(task, str) or not task.strip():
             raise ConfigError(f"agent {self.name!r}: the task must be a non-empty string")
+        return await self._start(task, deps=deps, run_id=run_id, mode="dry_run" if dry_run else "normal")
+
+    async def apply(
+        self, plan_of: str, *, by: str = "python", deps: Any = None, run_id: str | None = None
+    ) -> RunResult:
+        """Approve the plan of a dry run as a whole and carry it out: a new run of the same task that may make
+        exactly the planned write calls, in order, with their arguments (any other write call is refused, with a
+        message the model can act on); it fails ``plan_incomplete`` if the agent stops before the plan is done."""
+        planned = replay(await self.store.load(plan_of))
+        if planned.mode != "dry_run" or planned.status != "completed":
+            shown = f"{planned.status}({planned.reason})" if planned.reason else planned.status
+            raise ResolveError(
+                f"run {plan_of} is not a finished dry run (it is a {planned.mode} run, {shown}): only the plan of a "
+                "completed dry run can be applied (`keel run --dry-run ...`)"
+            )
+        if not planned.plan:
+            raise ResolveError(f"the dry run {plan_of} planned no write call: there is nothing to apply")
+        return await self._start(
+            planned.task, deps=deps, run_id=run_id, mode="apply", plan=tuple(planned.plan), plan_of=plan_of, by=by
+        )
+
+    async def _start(
+        self,
+        task: str,
+        *,
+        deps: Any,
+        run_id: str | None,
+        mode: RunMode,
+        plan: tuple[PlannedCall, ...] = (),
+        plan_of: str | None = None,
+        by: str = "",
+    ) -> RunResult:
         run_id = run_id or new_run_id()
         owner = new_owner()
         first = RunStarted(
@@ -174,6 +209,10 @@ class Agent:
             timeout_s=self.timeout,
             tools=tuple(self.tools),
             agent_ref=self.ref,
+            mode=mode,
+            plan=plan,
+            plan_of=plan_of,
+            approved_by=by,
         )
         state = replay([first])
         await self.store.create_run(first, RunRow.of(state), owner=owner, lease_s=self.lease_s)
@@ -204,9 +243,9 @@ class Agent:
             raise
         return RunResult.of(await self._driver(state, owner, deps, cancel).drive())
 
-    def run_sync(self, task: str, *, deps: Any = None, run_id: str | None = None) -> RunResult:
+    def run_sync(self, task: str, *, deps: Any = None, run_id: str | None = None, dry_run: bool = False) -> RunResult:
         """``run`` for scripts: runs its own event loop."""
-        return asyncio.run(self.run(task, deps=deps, run_id=run_id))
+        return asyncio.run(self.run(task, deps=deps, run_id=run_id, dry_run=dry_run))
 
     def resume_sync(self, run_id: str, *, deps: Any = None) -> RunResult:
         return asyncio.run(self.resume(run_id, deps=deps))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agentkeel.core.events import PlannedCall
 from agentkeel.core.messages import Usage
 from agentkeel.core.state import RunState
 
@@ -30,6 +31,12 @@ class RunResult:
     """Time the run was driven, summed over every process that drove it."""
     needs_attention: tuple[str, ...] = ()
     """Interrupted calls a person must resolve (``keel resolve``)."""
+    awaiting_approval: tuple[str, ...] = ()
+    """Gated calls waiting for a person's decision (``keel approve`` / ``keel reject``)."""
+    mode: str = "normal"
+    """``normal``, ``dry_run`` or ``apply``."""
+    plan: tuple[PlannedCall, ...] = ()
+    """A dry run's plan: the write calls it would have made, in order, with their previews."""
 
     @property
     def ok(self) -> bool:
@@ -50,6 +57,9 @@ class RunResult:
             tool_errors=state.tool_errors,
             duration_s=state.active_s,
             needs_attention=state.attention,
+            awaiting_approval=state.awaiting,
+            mode=state.mode,
+            plan=tuple(state.plan) if state.mode == "dry_run" else (),
         )
 
     def __str__(self) -> str:

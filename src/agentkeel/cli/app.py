@@ -138,6 +138,10 @@ def run(
     target: Annotated[str, typer.Argument(metavar="FILE.py:AGENT", help=f"Where the agent is, e.g. {EXAMPLE}.")],
     task: Annotated[str, typer.Argument(help="The task, in quotes.")],
     model: ModelOption = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Run read tools, only preview write tools: print the plan to approve."),
+    ] = False,
     store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -149,7 +153,7 @@ def run(
         agent = _with_model(agent, model)  # before the store opens: a wrong model name changes nothing
         async with _opened(store) as opened:
             agent = agent.replace(ref=ref, store=opened)
-            result = await agent.run(task)
+            result = await agent.run(task, dry_run=dry_run)
             return await _show_outcome(out, opened, result, agent.name)
 
     _execute(out, work)
@@ -358,4 +362,5 @@ def demo(
 
 from agentkeel.cli import approvals as _approvals  # noqa: E402,F401  (its commands register on ``app``)
 from agentkeel.cli import control as _control  # noqa: E402,F401  (its commands register on ``app``)
+from agentkeel.cli import plans as _plans  # noqa: E402,F401  (registers `keel plan` and `keel apply` on app)
 from agentkeel.cli import rollback as _rollback  # noqa: E402,F401  (registers `keel rollback` on app)

@@ -18,6 +18,7 @@ from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
+from agentkeel.core.events import PlannedCall
 from agentkeel.result import RunResult
 from agentkeel.stores.base import RunRow
 
@@ -138,6 +139,8 @@ def print_outcome(out: Output, result: RunResult, *, agent: str = "", calls: dic
     if result.detail and result.status != "completed":
         style = "yellow" if result.status == "paused" else "red" if result.status == "failed" else ""
         out.print(Text(result.detail, style=style))
+    if result.mode == "dry_run":
+        print_plan(out, result.run_id, result.plan)
     for call in result.needs_attention:
         described = (calls or {}).get(call, "")
         out.print(Text(f"  {described}" if described else f"  call {call}", style="bold"))
@@ -151,6 +154,22 @@ def print_outcome(out: Output, result: RunResult, *, agent: str = "", calls: dic
         )
     )
     out.print(Text(f"keel show {result.run_id}", style="dim"))
+
+
+def print_plan(out: Output, run_id: str, plan: Sequence[PlannedCall]) -> None:
+    """A dry run's plan: its write calls in order, each with its preview (or the mark that it has none)."""
+    if not plan:
+        out.print(Text("the dry run planned no write call", style="dim"))
+        return
+    out.print(Text(f"plan: {plural(len(plan), 'write call')} (nothing was written)", style="bold"))
+    for number, planned in enumerate(plan, 1):
+        args = json.dumps(planned.arguments, ensure_ascii=False)
+        out.print(Text.assemble(f"  {number}. ", (planned.name, "bold cyan"), f" {args}"))
+        if planned.has_preview:
+            out.print(Text(f"     would: {json.dumps(planned.preview, ensure_ascii=False)}"))
+        else:
+            out.print(Text("     (no preview: the tool declares none)", style="yellow"))
+    out.print(Text(f"approve and carry it out: keel apply {run_id}", style="dim"))
 
 
 # -- the runs table ---------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from agentkeel.core.codec import encode_event
 from agentkeel.core.events import (
     ApprovalRequested,
     CallApproved,
+    CallPreviewed,
     CallRejected,
     CallRetryAuthorized,
     CompensationFinished,
@@ -84,6 +85,13 @@ class _TreeBuilder:
         self.root.add(
             Text(f"started {started} · model {first.model} · max_steps {first.max_steps}{where}", style="dim")
         )
+        if first.mode == "dry_run":
+            self.root.add(Text("dry run: write tools only preview; the plan is `keel plan " + first.run_id + "`"))
+        elif first.mode == "apply":
+            calls = ", ".join(p.name for p in first.plan)
+            self.root.add(
+                Text(f"applies the plan of {first.plan_of}, approved by {first.approved_by}: {calls}", style="blue")
+            )
         for event in events[1:]:
             self._add(event)
         why = "still running, or its process died" if state.status == "running" else "the call was interrupted"
@@ -129,6 +137,15 @@ class _TreeBuilder:
             node.add(Text(shorten(event.message, TEXT_LIMIT), style="yellow"))
             if event.evidence:
                 node.add(Text(f"evidence: {shorten(event.evidence, TEXT_LIMIT)}", style="dim"))
+        elif isinstance(event, CallPreviewed):
+            args = shorten(json.dumps(event.arguments, ensure_ascii=False), TEXT_LIMIT)
+            label = Text.assemble((f"{event.call} ", "dim"), (event.name, "bold cyan"), f" {args}")
+            node = self.calls[event.call] = self._step_of(event.call).add(label)
+            if event.has_preview:
+                shown = shorten(json.dumps(event.preview, ensure_ascii=False), TEXT_LIMIT)
+                node.add(Text(f"◇ dry run, not made; would: {shown}", style="blue"))
+            else:
+                node.add(Text("◇ dry run, not made (no preview)", style="yellow"))
         elif isinstance(event, RollbackStarted):
             node = self.root.add(
                 Text.assemble(("rollback", "bold blue"), f" by {event.by}: {event.why} {self._since(event.at)}")

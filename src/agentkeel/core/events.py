@@ -39,6 +39,7 @@ FailureKind = Literal[
     "rejected",
     "over_budget",
     "no_compensation",
+    "off_plan",
 ]
 """Why a tool call did not produce a result."""
 
@@ -54,6 +55,24 @@ class ToolFailure:
     """The qualified name of the exception, when one was raised."""
     traceback: str = ""
     """The full traceback: journal and traces only, never the model."""
+
+
+RunMode = Literal["normal", "dry_run", "apply"]
+"""``dry_run``: write tools are only previewed, and the run's write calls make a plan; ``apply``: the run may make
+exactly the calls of an approved plan, in order (``RunStarted.plan``)."""
+
+
+@record
+class PlannedCall:
+    """One write call of a plan: what a dry run would have done, and what its tool's preview said."""
+
+    call: str
+    """Its id in the dry run."""
+    name: str
+    arguments: dict[str, Any]
+    preview: Any = None
+    """What the tool's preview returned (JSON), or ``None`` when the tool has no preview."""
+    has_preview: bool = False
 
 
 @record
@@ -79,6 +98,13 @@ class RunStarted:
     """Where to load the agent from (``path/to/file.py:name`` or ``module:name``), so ``keel resume`` can."""
     parent_id: str | None = None
     """The run that started this one (subagents)."""
+    mode: RunMode = "normal"
+    plan: tuple[PlannedCall, ...] = ()
+    """In ``apply`` mode: the approved plan, the only write calls the run may make, in this order."""
+    plan_of: str | None = None
+    """In ``apply`` mode: the dry run the plan comes from."""
+    approved_by: str = ""
+    """In ``apply`` mode: who approved the plan."""
 
 
 @record
@@ -256,6 +282,22 @@ class ContextCompacted:
 
 
 @record
+class CallPreviewed:
+    """In a dry run: a write call that was not made; its tool's preview (if any) stood in for it. Committed with
+    the response that asked for it; the model reads ``content``."""
+
+    kind: Literal["call_previewed"] = "call_previewed"
+    at: float
+    call: str
+    tool_call_id: str
+    name: str
+    arguments: dict[str, Any]
+    content: str
+    preview: Any = None
+    has_preview: bool = False
+
+
+@record
 class RollbackStarted:
     """The undoing of a run's effects begins: its finished write calls are compensated in reverse order. It may
     follow the run's end (``keel rollback``, or the agent's ``rollback_on`` policy when it fails or is cancelled)."""
@@ -357,6 +399,7 @@ Event = (
     | CallRejected
     | Intervened
     | ContextCompacted
+    | CallPreviewed
     | RollbackStarted
     | CompensationStarted
     | CompensationFinished

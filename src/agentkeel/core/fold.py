@@ -11,6 +11,7 @@ from agentkeel.core.calls import Approval, CallRecord, Undo
 from agentkeel.core.events import (
     ApprovalRequested,
     CallApproved,
+    CallPreviewed,
     CallRejected,
     CallRetryAuthorized,
     CompensationFinished,
@@ -20,6 +21,7 @@ from agentkeel.core.events import (
     ModelResponded,
     ModelRetrying,
     NoteWritten,
+    PlannedCall,
     RollbackStarted,
     RunEnded,
     RunPaused,
@@ -54,10 +56,28 @@ def _model_retrying(state: RunState, event: ModelRetrying) -> None:
     state.model_retries += 1
 
 
+def _call_previewed(state: RunState, event: CallPreviewed) -> None:
+    state.tool_calls += 1
+    state.plan.append(
+        PlannedCall(
+            call=event.call,
+            name=event.name,
+            arguments=event.arguments,
+            preview=event.preview,
+            has_preview=event.has_preview,
+        )
+    )
+    state.messages.append(ToolResultMessage(call_id=event.tool_call_id, name=event.name, content=event.content))
+
+
 def _tool_call_started(state: RunState, event: ToolCallStarted) -> None:
     state.tool_calls += 1
     state.tool_counts[event.name] = state.tool_counts.get(event.name, 0) + 1
     state.calls[event.call] = state.open_calls[event.call] = CallRecord(started=event)
+    if state.mode == "apply" and state.plan_done < len(state.plan):
+        planned = state.plan[state.plan_done]
+        if planned.name == event.name and planned.arguments == event.arguments:
+            state.plan_done += 1
     if state.approved:
         state.approved.pop(event.call, None)
 
@@ -220,6 +240,7 @@ APPLY: dict[str, Callable[[RunState, Any], None]] = {
     "call_rejected": _call_rejected,
     "intervened": _intervened,
     "context_compacted": _context_compacted,
+    "call_previewed": _call_previewed,
     "rollback_started": _rollback_started,
     "compensation_started": _compensation_started,
     "compensation_finished": _compensation_finished,

@@ -21,6 +21,7 @@ from agentkeel.core.calls import Approval, CallRecord, Undo
 from agentkeel.core.events import (
     TERMINAL_STATUSES,
     Event,
+    PlannedCall,
     RunStarted,
     RunStatus,
 )
@@ -83,6 +84,13 @@ class RunState:
     """Messages the engine gave the model, per rule (loops, budgets)."""
     final_turn: str = ""
     """Set when the next model turn is the last (no tools): the reason the run then fails with."""
+    mode: str = "normal"
+    """``normal``, ``dry_run`` (write tools are previewed, making a plan) or ``apply`` (an approved plan)."""
+    plan: list[PlannedCall] = field(default_factory=list)
+    """In a dry run: the write calls it would have made, in order; in ``apply`` mode: the approved plan."""
+    plan_of: str | None = None
+    plan_done: int = 0
+    """In ``apply`` mode: how many calls of the plan have started."""
     rollback: dict[str, Undo] = field(default_factory=dict)
     """The calls a rollback undoes (or undid), in the order their compensations run."""
     rolling_back: bool = False
@@ -180,6 +188,9 @@ def replay(events: list[Event] | tuple[Event, ...]) -> RunState:
         tools=first.tools,
         agent_ref=first.agent_ref,
         parent_id=first.parent_id,
+        mode=first.mode,
+        plan=list(first.plan),
+        plan_of=first.plan_of,
         started_at=first.at,
         updated_at=first.at,
         segment_start=first.at,

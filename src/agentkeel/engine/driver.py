@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 
 from agentkeel.core.calls import Approval, CallRecord
@@ -44,7 +45,7 @@ from agentkeel.core.state import RunState
 from agentkeel.engine.controls import Controls, DriveConfig
 from agentkeel.engine.lease_keeper import LeaseKeeper
 from agentkeel.engine.model_call import ModelFailure, call_model
-from agentkeel.engine.planning import Runnable, journalable, plan_calls
+from agentkeel.engine.planning import Runnable, journalable, plan_calls, preview_calls
 from agentkeel.engine.rollback import compensation_tool, rollback_event
 from agentkeel.engine.rollback import due as rollback_due
 from agentkeel.engine.tool_runner import OnRetry, ToolOutcome, result_text, run_tool
@@ -177,13 +178,37 @@ class Driver:
         events: list[Event] = [
             ModelResponded(at=now, step=step, response=response, latency_s=time.perf_counter() - started, cost_usd=cost)
         ]
+        state = self.state
         answered = finish_if_answered(response)
         if answered is not None:
-            events.append(RunEnded(at=now, status="completed", output=answered.output))
+            left = state.plan[state.plan_done :] if state.mode == "apply" else []
+            if left:  # an approved plan the agent did not carry out in full
+                listed = ", ".join(f"{p.name}({json.dumps(p.arguments, ensure_ascii=False)})" for p in left)
+                error = f"the agent answered before making the planned call(s) {listed}"
+                events.append(
+                    RunEnded(at=now, status="failed", reason="plan_incomplete", output=answered.output, error=error)
+                )
+            else:
+                events.append(RunEnded(at=now, status="completed", output=answered.output))
             await self._commit(events)
             return
+        previews = None
+        if state.mode == "dry_run":
+            previews = await preview_calls(
+                checks, lambda i: self._context(f"{step}.{i + 1}", f"{state.run_id}:{step}.{i + 1}", 1)
+            )
         runnable = plan_calls(
-            self.state.run_id, step, response.tool_calls, checks, self._config.gates, events, now, controls.afford
+            state.run_id,
+            step,
+            response.tool_calls,
+            checks,
+            self._config.gates,
+            events,
+            now,
+            controls.afford,
+            previews=previews,
+            plan=state.plan if state.mode == "apply" else (),
+            plan_done=state.plan_done,
         )
         await self._commit(events, listed=not runnable)
         await self._execute(runnable)

@@ -82,6 +82,8 @@ class Tool:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     reconcile_fn: Callable[..., Any] | None = field(default=None, repr=False)
     compensation_fn: Callable[..., Any] | None = field(default=None, repr=False)
+    preview_fn: Callable[..., Any] | None = field(default=None, repr=False)
+    """What the call would do, computed without doing it, for dry runs (``@refund.preview``)."""
     """The call's undo, run by a rollback (``@refund.compensate``)."""
     arguments: type[BaseModel] = field(repr=False, default=BaseModel)
     takes_ctx: bool = False
@@ -98,6 +100,15 @@ class Tool:
     def safe_to_repeat(self) -> bool:
         """Whether running the call again cannot cause a second effect."""
         return self.effect == "read" or self.idempotent
+
+    def preview(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: what a call would do, without doing it (it must change nothing), for dry runs. It takes the
+        tool's parameters (``ctx`` first if it wants it) and returns a description as JSON values, e.g.
+        ``{"would_refund": 150.0, "to": "card ending 4242"}``."""
+        if self.effect != "write":
+            raise ConfigError(f"tool {self.name!r}: a read tool runs for real in a dry run; only write tools preview")
+        self.preview_fn = fn
+        return fn
 
     def compensate(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorator: the undo of a finished call, run by a rollback (``keel rollback``, or the agent's

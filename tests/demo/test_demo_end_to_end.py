@@ -59,12 +59,23 @@ def test_the_demo_runs_end_to_end_and_proves_the_refund_happened_once(tmp_path: 
     assert "Proof: refunds for order #1005 in the shop's database: 1." in out
     assert "keel show" in out and "keel runs" in out
 
-    # the default store, in the working directory, holds five completed runs
+    assert "paused(awaiting_approval)" in out and "Proof: refunds for order #1007 in the shop's database: 1," in out
+    assert "Evidence, in the journal: loop detected (repeated_error)" in out
+    assert "Figures: the run would spend about $" in out
+    for number in range(1, 9):
+        assert f"Ticket {number}/8: " in out
+
+    # the default store, in the working directory, holds the eight runs, each ended as its ticket says
     runs = journals(tmp_path / ".keel" / "keel.db")
-    assert len(runs) == 5
-    assert all(journal[-1].kind == "run_ended" and journal[-1].status == "completed" for journal in runs.values())
+    assert len(runs) == 8
+    ended = {task: (journal[-1].kind, journal[-1].status, journal[-1].reason) for task, journal in runs.items()}
+    assert sorted(ended.values()) == sorted(
+        [("run_ended", "completed", "")] * 6
+        + [("run_ended", "failed", "loop_detected"), ("run_ended", "failed", "budget_exceeded:cost_usd")]
+    )
     summary = out[out.index("This demo's runs") :]
-    assert summary.count("completed") == 5
+    assert summary.count("completed") == 6
+    assert "failed(loop_detected)" in summary and "failed(budget_exceeded:cost_usd)" in summary
 
     flaky = next(j for task, j in runs.items() if "#1002" in task)
     assert [e.attempt for e in flaky if isinstance(e, ToolCallRetrying)] == [1, 2]
@@ -88,6 +99,8 @@ def test_the_demo_runs_end_to_end_and_proves_the_refund_happened_once(tmp_path: 
     with sqlite3.connect(tmp_path / ".keel" / "demo" / "shop.db") as shop:
         assert shop.execute("SELECT count(*) FROM refunds WHERE order_id = '#1005'").fetchone()[0] == 1
         assert shop.execute("SELECT count(*) FROM escalations WHERE order_id = '#1004'").fetchone()[0] == 1
+        assert shop.execute("SELECT count(*) FROM refunds WHERE order_id = '#1007'").fetchone()[0] == 1
+        assert shop.execute("SELECT count(*) FROM refunds").fetchone()[0] == 2
 
     # and the runs can be explored
     shown = keel(tmp_path, "show", crashed[0].run_id)
@@ -106,8 +119,9 @@ def test_an_unknown_model_provider_is_refused_cleanly(tmp_path: Path) -> None:
 
 
 def desk_turns() -> list[Any]:
-    """What a real model might answer on the five tickets, turn by turn (the worker's two turns, then the turn
-    after the resume, come last)."""
+    """What a real model might answer on the eight tickets, turn by turn (on ticket 5, the worker's two turns,
+    then the turn after the resume; on ticket 6, two turns, the approval, then the turn after it). This model
+    does not spiral or run away: it asks the customer, and lists the customer's orders."""
 
     def call(call_id: str, name: str, **arguments: Any) -> dict[str, Any]:
         return function_call(call_id, name, arguments)
@@ -129,6 +143,13 @@ def desk_turns() -> list[Any]:
         calls(call("call_51", "get_order", order_id="#1005")),
         calls(call("call_52", "issue_refund", order_id="#1005", amount_usd=249.0, reason="cracked screen")),
         text("Hi Eva, I've refunded $249.00 for your monitor."),
+        calls(call("call_61", "get_order", order_id="#1007")),
+        calls(call("call_62", "issue_refund", order_id="#1007", amount_usd=389.0, reason="gas lift failed")),
+        text("Hi Femi, a supervisor approved your refund of $389.00."),
+        calls(call("call_71", "get_order", order_id="#1060")),
+        text("Hi Ana, I can't find order #1060: could you check the number, or tell me your email?"),
+        calls(call("call_81", "get_customer_orders", email="ben@example.com")),
+        text("Hi Ben, your grinder (#1002) and reading glasses (#1234) are both on their way."),
     ]
 
 
@@ -144,10 +165,12 @@ def test_the_demo_with_a_real_model_lets_it_drive_and_still_proves_one_refund(tm
     assert "The model is openai:test-model" in out and "The model is scripted" not in out
     assert "the worker was killed (SIGKILL) inside issue_refund" in out
     assert "Proof: refunds for order #1005 in the shop's database: 1." in out
-    assert (server.pending, server.unexpected, len(server.requests)) == (0, 0, 15)
+    assert (server.pending, server.unexpected, len(server.requests)) == (0, 0, 22)
+    assert "keel approve " in out and " 2.1 --model openai:test-model" in out
+    assert "The model changed course by itself" in out and "The model did not run away" in out
 
     runs = journals(tmp_path / ".keel" / "keel.db")
-    assert len(runs) == 5
+    assert len(runs) == 8
     for journal in runs.values():
         assert isinstance(journal[0], RunStarted) and journal[0].model == "openai:test-model"
         assert journal[-1].kind == "run_ended" and journal[-1].status == "completed"
@@ -155,10 +178,11 @@ def test_the_demo_with_a_real_model_lets_it_drive_and_still_proves_one_refund(tm
     outcomes = [(e.error.kind if e.error else "ok") for e in corrected if isinstance(e, ToolCallFinished)]
     assert outcomes == ["invalid_arguments", "ok"]
     # the turn after the resume saw the refund's receipt, from the second run of issue_refund (same key)
-    [after_resume] = [m for m in server.requests[-1].body["messages"] if m.get("tool_call_id") == "call_52"]
+    [after_resume] = [m for m in server.requests[14].body["messages"] if m.get("tool_call_id") == "call_52"]
     assert json.loads(after_resume["content"])["refund_id"] == "R-1"
     with sqlite3.connect(tmp_path / ".keel" / "demo" / "shop.db") as shop:
         assert shop.execute("SELECT count(*) FROM refunds WHERE order_id = '#1005'").fetchone()[0] == 1
+        assert shop.execute("SELECT count(*) FROM refunds WHERE order_id = '#1007'").fetchone()[0] == 1
 
 
 def test_the_demo_needs_a_store_two_processes_share(tmp_path: Path) -> None:

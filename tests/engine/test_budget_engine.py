@@ -230,23 +230,35 @@ async def test_a_model_call_retried_after_a_transient_failure_counts_once(
 # -- tool calls: refused one by one, the run goes on -----------------------------------------------------------
 
 
-async def test_a_tool_call_past_the_limit_is_refused_and_the_run_goes_on(
+async def test_a_tool_call_past_the_runs_limit_is_refused_and_the_run_ends_before_its_next_model_call(
     make_agent: MakeAgent, recording_model: Any, store: Store
 ) -> None:
     model = recording_model([*(searching(n) for n in range(1, 5)), reply("Three searches were all I could do.")])
     searches = Searches()
     result = await make_agent(model, searches.tools(), budget=Budget(tool_calls=3)).run("Find the parts")
-    assert (result.status, result.output) == ("completed", "Three searches were all I could do.")
+    assert (result.status, result.reason) == ("failed", "budget_exceeded:tool_calls")
+    assert model.calls == 4  # no model call after the refusal
+    assert result.output == partial(4)  # the partial result: what the agent said last
+    assert "3 tool calls" in result.detail or "tool_calls" in result.detail
     assert searches.ran == ["search:q1", "search:q2", "search:q3"]
     events = await store.load(result.run_id)
     assert [e.call for e in events if isinstance(e, ToolCallStarted)] == ["1.1", "2.1", "3.1"]
     refused = finished(events)["4.1"]
-    assert refused.error is not None and refused.error.kind == "over_budget" and refused.attempts == 0
+    assert refused.error is not None and refused.error.kind == "budget_spent" and refused.attempts == 0
     assert "at most 3 tool calls" in refused.content
-    seen = model.requests[-1].messages[-1]  # the model read the refusal and answered
-    assert seen.kind == "tool_result" and seen.is_error and seen.content == refused.content
     state = await make_agent(model).state(result.run_id)
-    assert state.tool_counts == {"search": 3} and state.tool_errors == 1
+    assert state.tool_counts == {"search": 3} and state.tool_errors == 1 and state.tools_spent
+
+
+async def test_with_wrap_up_a_spent_tool_budget_gives_a_last_turn_to_answer(
+    make_agent: MakeAgent, recording_model: Any
+) -> None:
+    model = recording_model([*(searching(n) for n in range(1, 5)), reply("Three searches were all I could do.")])
+    budget = Budget(tool_calls=3, wrap_up=True)
+    result = await make_agent(model, Searches().tools(), budget=budget).run("Find the parts")
+    assert (result.status, result.reason) == ("failed", "budget_exceeded:tool_calls")
+    assert result.output == "Three searches were all I could do."
+    assert model.requests[-1].tools == () and model.calls == 5
 
 
 async def test_a_per_tool_limit_leaves_the_other_tools_free(
@@ -333,8 +345,8 @@ async def test_a_last_turn_that_still_asks_for_a_tool_runs_none(
 ) -> None:
     model = recording_model(lambda request: searching(turn_of(request)))  # never stops searching
     searches = Searches()
-    result = await make_agent(model, searches.tools(), budget=Budget(tool_calls=2, steps=3, wrap_up=True)).run("go")
-    assert (result.status, result.reason, model.calls) == ("failed", "budget_exceeded:steps", 4)
+    result = await make_agent(model, searches.tools(), budget=Budget(tool_calls=2, steps=5, wrap_up=True)).run("go")
+    assert (result.status, result.reason, model.calls) == ("failed", "budget_exceeded:tool_calls", 4)
     assert result.output == partial(4)  # the last turn's text, its call never run
     assert searches.ran == ["search:q1", "search:q2"]  # the third was refused: tool_calls=2
     events = await store.load(result.run_id)
@@ -357,7 +369,7 @@ async def test_without_wrap_up_there_is_no_last_turn(make_agent: MakeAgent, reco
 LIMITS: dict[str, tuple[Budget, str]] = {
     # Each limit bites after turn 5, so every crash below happens before it.
     "steps": (Budget(steps=5), "budget_exceeded:steps"),
-    "tool_calls": (Budget(tool_calls=4), ""),  # searches 5 and 6 refused, then the answer
+    "tool_calls": (Budget(tool_calls=4), "budget_exceeded:tool_calls"),  # search 5 refused: the run ends
     "per_tool": (Budget(per_tool={"search": 4}), ""),
     "input_tokens": (Budget(input_tokens=600, output_reserve_tokens=1), "budget_exceeded:input_tokens"),
     "cost_usd": (Budget(cost_usd=600.0, output_reserve_tokens=1), "budget_exceeded:cost_usd"),

@@ -349,7 +349,8 @@ def demo(
         ),
     ] = "scripted",
 ) -> None:
-    """A customer-support desk handles five tickets: retries, a corrected argument, a refund, a crash and resume."""
+    """A support desk handles eight tickets: retries, a corrected argument, a crash and resume, an approval, a spiral
+    stopped, a budget."""
     out = Output()
 
     async def work() -> int:

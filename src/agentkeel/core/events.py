@@ -38,6 +38,7 @@ FailureKind = Literal[
     "denied",
     "rejected",
     "over_budget",
+    "budget_spent",
     "no_compensation",
     "off_plan",
 ]

@@ -100,6 +100,8 @@ def _tool_call_finished(state: RunState, event: ToolCallFinished) -> None:
         del state.open_calls[event.call]
     if event.error is not None:
         state.tool_errors += 1
+        if event.error.kind == "budget_spent":
+            state.tools_spent = True
     state.messages.append(
         ToolResultMessage(
             call_id=event.tool_call_id, name=event.name, content=event.content, is_error=event.error is not None

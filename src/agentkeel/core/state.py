@@ -82,6 +82,9 @@ class RunState:
     """Calls started, per tool."""
     interventions: dict[str, int] = field(default_factory=dict)
     """Messages the engine gave the model, per rule (loops, budgets)."""
+    tools_spent: bool = False
+    """A tool call was refused because the run's ``tool_calls`` budget is spent: the run ends before its next
+    model call (after a last turn without tools, with ``Budget(wrap_up=True)``)."""
     final_turn: str = ""
     """Set when the next model turn is the last (no tools): the reason the run then fails with."""
     mode: str = "normal"

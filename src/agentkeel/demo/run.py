@@ -7,9 +7,13 @@
 5. a refund in a separate process that is killed (SIGKILL) right after the money moved; this process resumes
    the run; the refund tool runs again with the same idempotency key; the shop's database proves one refund.
 
+Then the desk's controls (``control_run``): 6. a refund above the approval limit waits for a supervisor, who
+approves it; 7. a spiral is told once, then stopped ``failed(loop_detected)``; 8. a runaway is stopped by its
+budget, ``failed(budget_exceeded:cost_usd)``.
+
 The model is scripted by default. With ``--model provider:name`` a real model handles the same tickets with the
-same tools, shop and crash; it decides every turn itself, so the story may differ (the proof of one refund does
-not).
+same tools, shop, crash and controls; it decides every turn itself, so the story may differ (the proof of one
+refund per order does not).
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from rich.text import Text
 from agentkeel.agent import new_run_id
 from agentkeel.cli.render import Output, print_runs
 from agentkeel.core.state import replay
-from agentkeel.demo.desk import NAME, build_agent
-from agentkeel.demo.narrate import ending, say, transcript
-from agentkeel.demo.shop import Shop
-from agentkeel.demo.tickets import TICKETS, Ticket
+from agentkeel.demo.control_run import STORIES, Desk, Outcome
+from agentkeel.demo.control_tickets import CONTROL_TICKETS
+from agentkeel.demo.desk import APPROVAL_OVER_USD, NAME, build_agent
+from agentkeel.demo.narrate import ending, heading, lesson, transcript
+from agentkeel.demo.shop import SHOP_PATH, Shop
+from agentkeel.demo.tickets import TICKETS
 from agentkeel.errors import ConfigError, RunBusy
 from agentkeel.models.base import Model
 from agentkeel.models.resolve import resolve_model
@@ -38,7 +44,6 @@ from agentkeel.stores.base import RunRow, Store
 from agentkeel.stores.open import DEFAULT_STORE_URL, default_store_url, open_store
 from agentkeel.stores.sqlite import SQLiteStore
 
-SHOP_PATH = Path(".keel/demo/shop.db")
 CARRIER_FAILURES = 2
 """The carrier's API fails this many times per parcel before it answers; ``track_shipment`` retries twice."""
 TAKEOVER_ATTEMPTS = 5
@@ -65,23 +70,31 @@ async def run_demo(out: Output, *, store_url: str | None, model: str) -> int:
             )
         shop = Shop.fresh(Path.cwd() / SHOP_PATH, carrier_failures=CARRIER_FAILURES)
         _introduce(out, url, real)
+        total = len(TICKETS) + len(CONTROL_TICKETS)
         results: list[RunResult] = []
         for number, ticket in enumerate(TICKETS[:-1], start=1):
-            _heading(out, number, ticket)
+            heading(out, number, total, ticket)
             result = await build_agent(shop=shop, store=store, ticket=ticket, model=real).run(ticket.task)
             transcript(out, (await store.load(result.run_id))[1:])
             ending(out, result)
             if ticket.key in LESSONS:
-                out.print(Text(LESSONS[ticket.key], style="italic"))
+                lesson(out, LESSONS[ticket.key])
             results.append(result)
-        _heading(out, len(TICKETS), TICKETS[-1])
+        heading(out, len(TICKETS), total, TICKETS[-1])
         crashed = await _crash_and_resume(out, store, url, shop, model, real)
         if crashed is None:
             return 1
         results.append(crashed)
-        refunds = shop.refund_count("#1005")
-        _summary(out, url, await _rows(store, results))
-        return 0 if refunds == 1 and all(r.status == "completed" for r in results) else 1
+        ok = shop.refund_count("#1005") == 1 and all(r.status == "completed" for r in results)
+        desk = Desk(out=out, store=store, shop=shop, model=real, flags=_flags(url))
+        _controls_intro(out)
+        outcomes: dict[str, Outcome] = {}
+        for number, ticket in enumerate(CONTROL_TICKETS, start=len(TICKETS) + 1):
+            heading(out, number, total, ticket)
+            outcomes[ticket.key] = await STORIES[ticket.key](desk)
+        results.extend(outcome.result for outcome in outcomes.values())
+        _summary(out, url, await _rows(store, results), crashed.run_id, outcomes)
+        return 0 if ok and all(outcome.ok for outcome in outcomes.values()) else 1
     finally:
         await store.close()
 
@@ -118,10 +131,19 @@ def _introduce(out: Output, url: str, real: Model | None) -> None:
     )
 
 
-def _heading(out: Output, number: int, ticket: Ticket) -> None:
+def _controls_intro(out: Output) -> None:
     out.print()
-    out.show(Rule(Text(f"Ticket {number}/{len(TICKETS)}: {ticket.title}"), align="left"))
-    say(out, "customer", ticket.task)
+    out.print(
+        Text(
+            f"The next tickets show the desk's controls: a gate that holds refunds above ${APPROVAL_OVER_USD} for a "
+            "person, loop detection (on by default), and a budget. Each ends in a status with a reason.",
+            style="bold yellow",
+        )
+    )
+
+
+def _flags(url: str) -> str:
+    return "" if url == DEFAULT_STORE_URL else f" --store {url}"
 
 
 async def _crash_and_resume(
@@ -196,20 +218,23 @@ async def _rows(store: Store, results: list[RunResult]) -> list[RunRow]:
     return sorted(rows, key=lambda row: wanted[row.run_id])
 
 
-def _summary(out: Output, url: str, rows: list[RunRow]) -> None:
+def _summary(out: Output, url: str, rows: list[RunRow], crashed: str, outcomes: dict[str, Outcome]) -> None:
     out.print()
     out.show(Rule(Text("This demo's runs"), align="left"))
     print_runs(out, rows)
-    suffix = "" if url == DEFAULT_STORE_URL else f" --store {url}"
-    last = rows[-1].run_id if rows else "RUN_ID"
+    flags = _flags(url)
     out.print()
     out.print(Text("Explore:", style="bold"))
-    commands = (
-        (f"keel runs{suffix}", "every run in the store"),
-        (f"keel show {last}{suffix}", "the crashed and resumed refund, step by step"),
-        (f"keel show {last} --json{suffix}", "its journal, event by event"),
-        (f"sqlite3 {SHOP_PATH} 'select * from refunds'", "the shop's side of the story"),
-    )
+    commands = [(f"keel runs{flags}", "every run in the store")]
+    commands.append((f"keel show {crashed}{flags}", "the crashed and resumed refund, step by step"))
+    stories = {
+        "approval": "the refund that waited for a supervisor",
+        "spiral": "the spiral: the message to the model, then the stop",
+        "runaway": "the runaway and its budget",
+    }
+    commands += [(f"keel show {o.result.run_id}{flags}", stories[key]) for key, o in outcomes.items()]
+    commands.append((f"keel show {crashed} --json{flags}", "a journal, event by event"))
+    commands.append((f"sqlite3 {SHOP_PATH} 'select * from refunds'", "the shop's side of the story"))
     width = max(len(command) for command, _ in commands)
     for command, what in commands:
         out.print(Text.assemble(("  " + command.ljust(width), "bold"), ("   " + what, "dim")))

@@ -61,6 +61,7 @@ CUSTOMERS = (
     ("chloe@example.com", "Chloé Martin"),
     ("dev@example.com", "Dev Patel"),
     ("eva@example.com", "Eva Novak"),
+    ("femi@example.com", "Femi Adeyemi"),
 )
 
 # order id, email, item, amount, status, ordered (days ago), shipped (days ago), delivered (days ago), tracking
@@ -71,10 +72,14 @@ ORDERS = (
     ("#1004", "dev@example.com", "Electric kettle", 45.00, "delivered", 60, 58, 52, "PX-701127"),
     ("#1005", "eva@example.com", "27-inch monitor", 249.00, "delivered", 6, 4, 2, "PX-772566"),
     ("#1006", "ana@example.com", "Linen lamp shade", 19.00, "processing", 1, None, None, None),
+    ("#1007", "femi@example.com", "Ergonomic office chair", 389.00, "delivered", 9, 7, 4, "PX-772148"),
     ("#1234", "ben@example.com", "Reading glasses", 35.00, "shipped", 3, 1, None, "PX-772901"),
 )
 
 REFUND_WINDOW_DAYS = 30
+
+SHOP_PATH = Path(".keel/demo/shop.db")
+"""Where ``keel demo`` keeps the shop, relative to the directory it runs in."""
 
 POLICIES = {
     "refunds": (

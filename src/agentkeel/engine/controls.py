@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentkeel.core.budget import Budget, Spend
+from agentkeel.core.budget import Budget, Exceeded, Spend
 from agentkeel.core.compaction import ContextPolicy, compacted_view, estimate_tokens, plan_compaction
-from agentkeel.core.events import ContextCompacted, Event, Intervened, RunEnded
+from agentkeel.core.events import ContextCompacted, Event, Intervened, RunEnded, ToolFailure
 from agentkeel.core.loops import LoopPolicy, LoopTracker
 from agentkeel.core.messages import Message, ModelRequest, ToolSchema, Usage
 from agentkeel.core.state import RunState
@@ -69,12 +69,18 @@ class Controls:
         instead: ``Intervened`` (``Budget(wrap_up=True)``: one last turn without tools comes next) or the end."""
         ledger = self.ledger
         assert ledger is not None
-        reserved = ledger.reserve_model_call(
-            input_tokens=estimate_input_tokens(request),
-            max_output_tokens=request.max_output_tokens,
-            price=self.price,
-            wrap_up=final,
-        )
+        reserved: Reservation | Exceeded
+        budget = ledger.budget
+        if state.tools_spent and not final and budget is not None and budget.tool_calls is not None:
+            # the model wanted a tool call past the run's limit: the run is done
+            reserved = Exceeded(which="tool_calls", limit=budget.tool_calls, spent=state.tool_calls, needed=1)
+        else:
+            reserved = ledger.reserve_model_call(
+                input_tokens=estimate_input_tokens(request),
+                max_output_tokens=request.max_output_tokens,
+                price=self.price,
+                wrap_up=final,
+            )
         if isinstance(reserved, Reservation):
             return reserved
         now = time.time()
@@ -103,15 +109,19 @@ class Controls:
         )
         self.ledger.settle(reserved, actual=actual)
 
-    def afford(self, tool: str) -> str | None:
-        """Before a tool call starts: ``None`` (it may: it is charged now), or why not, for the model."""
+    def afford(self, tool: str) -> ToolFailure | None:
+        """Before a tool call starts: ``None`` (it may: it is charged now), or why not, for the model: the tool's
+        own limit (``over_budget``: the run goes on), or the run's (``budget_spent``: the run ends before its next
+        model call)."""
         if self.ledger is None:
             return None
         reserved = self.ledger.reserve_tool_call(tool)
         if isinstance(reserved, Reservation):
             self.ledger.settle(reserved)
             return None
-        return reserved.refusal()
+        if reserved.which == "tool_calls":  # the run's limit, not one tool's
+            return ToolFailure(kind="budget_spent", message=reserved.refusal())
+        return ToolFailure(kind="over_budget", message=reserved.refusal())
 
     # -- loops ----------------------------------------------------------------------------------------------
 

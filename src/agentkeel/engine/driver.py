@@ -258,8 +258,7 @@ class Driver:
             valid = ValidCall(tool=tool, arguments=tool.arguments.model_validate(arguments), json_arguments=arguments)
             refusal = self._controls.afford(requested.name)
             if refusal is not None:
-                failure = ToolFailure(kind="over_budget", message=refusal)
-                outcome = ToolOutcome(content=refusal, failure=failure, attempts=0)
+                outcome = ToolOutcome(content=refusal.message, failure=refusal, attempts=0)
                 await self._commit([_finished(requested.call, requested.tool_call_id, requested.name, outcome)])
                 continue
             started = ToolCallStarted(

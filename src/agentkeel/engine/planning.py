@@ -76,7 +76,7 @@ def plan_calls(
     gates: Sequence[Rule],
     events: list[Event],
     now: float,
-    afford: Callable[[str], str | None] | None = None,
+    afford: Callable[[str], ToolFailure | None] | None = None,
     *,
     previews: Mapping[int, Preview] | None = None,
     plan: Sequence[PlannedCall] = (),
@@ -84,7 +84,7 @@ def plan_calls(
 ) -> list[Runnable]:
     """Append each call's event to ``events``; return the calls to run now, in the model's order.
 
-    ``afford(tool)``: the budget's check before a call starts; a message for the model when it may not.
+    ``afford(tool)``: the budget's check before a call starts; the refusal when it may not.
     ``previews`` (a dry run): the stand-ins of the write calls, by index, journaled instead of running them.
     ``plan`` (an ``apply`` run): the approved write calls, of which ``plan_done`` have started; a write call that
     is not the next one is refused."""
@@ -141,7 +141,7 @@ def plan_calls(
             continue
         refusal = afford(call.name) if afford is not None else None
         if refusal is not None:
-            events.append(_refused(call_id, call, ToolFailure(kind="over_budget", message=refusal), now))
+            events.append(_refused(call_id, call, refusal, now))
             continue
         events.append(
             ToolCallStarted(

@@ -1,0 +1,199 @@
+"""``keel demo``, tickets 6 to 8: the desk's controls at work (the tickets and their scripts are in
+``control_tickets``).
+
+A real model (``--model``) gets the same tickets and decides for itself: if it never asks for a large refund,
+never spirals or never runs away, the demo says so and goes on; only a second refund of one order counts as a
+failure then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+
+from agentkeel.agent import Agent
+from agentkeel.cli.render import Output
+from agentkeel.core.events import Intervened
+from agentkeel.demo.control_tickets import BY_KEY, RUNAWAY_BUDGET
+from agentkeel.demo.desk import APPROVAL_OVER_USD, SCRIPTED_PRICE, build_agent
+from agentkeel.demo.narrate import ending, lesson, transcript
+from agentkeel.demo.shop import Shop
+from agentkeel.demo.supervisor import REF
+from agentkeel.models.base import Model
+from agentkeel.result import RunResult
+from agentkeel.stores.base import Store
+
+SUPERVISOR = "supervisor"
+"""Who approves the large refund, as the journal records it."""
+APPROVAL_ROUNDS = 3
+"""A real model may ask for more than one large refund: the demo approves at most this many rounds of them."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Desk:
+    """What every ticket of the demo shares: where to print, the store, the shop, the model."""
+
+    out: Output
+    store: Store
+    shop: Shop
+    model: Model | None
+    """``None``: the scripted model."""
+    flags: str = ""
+    """What a ``keel`` command needs to find the demo's runs: `` --store URL`` unless the store is the default."""
+
+    def agent(self, key: str, *, ref: str = "") -> Agent:
+        return build_agent(shop=self.shop, store=self.store, ticket=BY_KEY[key], model=self.model, ref=ref)
+
+    def look(self, result: RunResult, what: str) -> None:
+        self.out.print(
+            Text.assemble(
+                ("Look at it: ", "dim"), (f"keel show {result.run_id}{self.flags}", "bold"), (f"   {what}", "dim")
+            )
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    result: RunResult
+    ok: bool
+    """The ticket ended as it should: with the scripted model, exactly as scripted; with a real one, with no
+    refund repeated."""
+
+
+async def approval(desk: Desk) -> Outcome:
+    """A refund above the limit: held, approved by a person through the Python API, resumed, issued once."""
+    out, store = desk.out, desk.store
+    agent = desk.agent("approval", ref=REF)
+    result = await agent.run(BY_KEY["approval"].task)
+    shown = await store.load(result.run_id)
+    transcript(out, shown[1:])
+    ending(out, result)
+    rounds = 0
+    while result.status == "paused" and result.reason == "awaiting_approval" and rounds < APPROVAL_ROUNDS:
+        rounds += 1
+        waiting = (await agent.state(result.run_id)).awaiting
+        _how_to_decide(desk, result.run_id, waiting)
+        for call in waiting:
+            await agent.approve(result.run_id, call, by=SUPERVISOR)
+        result = await agent.resume(result.run_id)
+        events = await store.load(result.run_id)
+        transcript(out, events[len(shown) :])
+        ending(out, result)
+        shown = events
+    refunds = desk.shop.refund_count("#1007")
+    if rounds == 0:
+        out.print(
+            Text(
+                f"The model asked for no refund above ${APPROVAL_OVER_USD}, so nothing waited for a person.",
+                style="bold yellow",
+            )
+        )
+    else:
+        out.print(
+            Text(
+                f"Proof: refunds for order #1007 in the shop's database: {refunds}, issued after the approval. The "
+                "run waited in the store, holding no process; any process could have resumed it.",
+                style="bold green" if refunds == 1 else "bold red",
+            )
+        )
+    lesson(
+        out,
+        f"Agent(gates=[require_approval('issue_refund', when=lambda args: args['amount_usd'] > "
+        f"{APPROVAL_OVER_USD})]): the gate decides when the model asks for the call, and the decision is "
+        "journaled; a resumed run honours it.",
+    )
+    desk.look(result, "the call held, who approved it and when, then the refund")
+    expected = result.status == "completed" and refunds == 1 if desk.model is None else refunds <= 1
+    return Outcome(result=result, ok=expected)
+
+
+def _how_to_decide(desk: Desk, run_id: str, waiting: tuple[str, ...]) -> None:
+    out, flags = desk.out, desk.flags
+    model = f" --model {desk.model.name}" if desk.model is not None else ""
+    out.print(Text("The refund waits for a person. From a shell, in this directory, a supervisor runs:", style="dim"))
+    commands = [(f"keel approvals{flags}", "lists the calls waiting, across runs")]
+    for call in waiting:
+        commands.append((f"keel approve {run_id} {call}{flags}{model}", "approves it, and the run resumes"))
+        commands.append(
+            (f"keel reject {run_id} {call} --reason TEXT{flags}{model}", "or refuses it; the agent is told why")
+        )
+    width = max(len(command) for command, _ in commands)
+    for command, what in commands:
+        out.print(Text.assemble(("  " + command.ljust(width), "bold"), ("   " + what, "dim")))
+    out.print(
+        Text(
+            f"Here the demo is the supervisor, through the Python API: await agent.approve(run_id, call, "
+            f"by={SUPERVISOR!r}), then await agent.resume(run_id).",
+            style="dim",
+        )
+    )
+
+
+async def spiral(desk: Desk) -> Outcome:
+    """The same failing lookup, again and again: the model is told once, then the run is stopped."""
+    out = desk.out
+    result = await desk.agent("spiral").run(BY_KEY["spiral"].task)
+    transcript(out, (await desk.store.load(result.run_id))[1:])
+    ending(out, result)
+    if result.reason == "loop_detected":
+        out.print(Text(f"Evidence, in the journal: {result.detail}", style="bold red"))
+    else:
+        out.print(Text("The model changed course by itself: the loop policy had nothing to stop.", style="bold yellow"))
+    lesson(
+        out,
+        "LoopPolicy() is on by default: the same error 3 times (or the same call and result 5 times, or 8 steps "
+        "with nothing new) earns the model one message; the next trip ends the run failed(loop_detected), before "
+        "another model call is paid for.",
+    )
+    desk.look(result, "the calls, the engine's message to the model, the evidence")
+    expected = result.status == "failed" and result.reason == "loop_detected"
+    return Outcome(result=result, ok=expected or desk.model is not None)
+
+
+async def runaway(desk: Desk) -> Outcome:
+    """A model that reads the whole order book: the budget stops it, with one last turn to answer."""
+    out = desk.out
+    if desk.model is None:
+        out.print(
+            Text(
+                f"This ticket's run has a budget: {RUNAWAY_BUDGET!r}. For it the scripted model is priced like a "
+                f"mid-size hosted model (${SCRIPTED_PRICE.input:g} in, ${SCRIPTED_PRICE.output:g} out per million "
+                "tokens); nothing is paid.",
+                style="dim",
+            )
+        )
+    else:
+        out.print(
+            Text(f"This ticket's run has a budget: {RUNAWAY_BUDGET!r}, at {desk.model.name}'s price.", style="dim")
+        )
+    result = await desk.agent("runaway").run(BY_KEY["runaway"].task)
+    events = await desk.store.load(result.run_id)
+    transcript(out, events[1:])
+    ending(out, result)
+    told = [e for e in events if isinstance(e, Intervened) and e.rule == "budget"]
+    if result.reason.startswith("budget_exceeded"):
+        figures = told[-1].evidence if told else result.detail
+        out.print(Text(f"Figures: {figures}", style="bold red"))
+        out.print(
+            Text(
+                f"Spent in all: ${result.cost_usd:.4f}, the last turn included; the customer got the partial answer "
+                "above instead of silence.",
+                style="dim",
+            )
+        )
+    else:
+        out.print(Text("The model did not run away: the budget was never reached.", style="bold yellow"))
+    lesson(
+        out,
+        "Agent(budget=Budget(cost_usd=..., steps=..., tool_calls=..., seconds=...)): each limit is checked before "
+        "the call that would cross it, so no call starts that the run cannot afford.",
+    )
+    desk.look(result, "each model call's cost, and the budget's message before the last turn")
+    expected = result.status == "failed" and result.reason == "budget_exceeded:cost_usd"
+    return Outcome(result=result, ok=expected or desk.model is not None)
+
+
+STORIES = {"approval": approval, "spiral": spiral, "runaway": runaway}
+"""Each control ticket's story, by its key (in ``CONTROL_TICKETS`` order). A later ticket, "a refund is rolled
+back", joins here once rollback is built."""

@@ -62,26 +62,30 @@ def test_the_demo_runs_end_to_end_and_proves_the_refund_happened_once(tmp_path: 
     assert "paused(awaiting_approval)" in out and "Proof: refunds for order #1007 in the shop's database: 1," in out
     assert "Evidence, in the journal: loop detected (repeated_error)" in out
     assert "Figures: the run would spend about $" in out
-    for number in range(1, 9):
-        assert f"Ticket {number}/8: " in out
+    assert re.search(r"^  keel rollback \w+ --reason 'the customer withdrew her refund request'", out, re.M)
+    assert "↩ call 2.1 undone: " in out
+    assert "Proof: order #1003 in the shop's database: 1 refund, 1 voided (R-3 ($64.50) by void V-1" in out
+    for number in range(1, 10):
+        assert f"Ticket {number}/9: " in out
 
-    # the default store, in the working directory, holds the eight runs, each ended as its ticket says
+    # the default store, in the working directory, holds the nine runs, each ended as its ticket says
     runs = journals(tmp_path / ".keel" / "keel.db")
-    assert len(runs) == 8
+    assert len(runs) == 9
     ended = {task: (journal[-1].kind, journal[-1].status, journal[-1].reason) for task, journal in runs.items()}
     assert sorted(ended.values()) == sorted(
         [("run_ended", "completed", "")] * 6
         + [("run_ended", "failed", "loop_detected"), ("run_ended", "failed", "budget_exceeded:cost_usd")]
+        + [("run_ended", "rolled_back", "rolled_back")]
     )
     summary = out[out.index("This demo's runs") :]
-    assert summary.count("completed") == 6
+    assert summary.count("completed") == 6 and summary.count("rolled_back") == 1
     assert "failed(loop_detected)" in summary and "failed(budget_exceeded:cost_usd)" in summary
 
     flaky = next(j for task, j in runs.items() if "#1002" in task)
     assert [e.attempt for e in flaky if isinstance(e, ToolCallRetrying)] == [1, 2]
     assert [e.attempts for e in flaky if isinstance(e, ToolCallFinished) and e.name == "track_shipment"] == [3]
 
-    corrected = next(j for task, j in runs.items() if "1003" in task)
+    corrected = next(j for task, j in runs.items() if "order 1003" in task)
     outcomes = [(e.error.kind if e.error else "ok") for e in corrected if isinstance(e, ToolCallFinished)]
     assert outcomes == ["invalid_arguments", "ok"]
 
@@ -100,7 +104,13 @@ def test_the_demo_runs_end_to_end_and_proves_the_refund_happened_once(tmp_path: 
         assert shop.execute("SELECT count(*) FROM refunds WHERE order_id = '#1005'").fetchone()[0] == 1
         assert shop.execute("SELECT count(*) FROM escalations WHERE order_id = '#1004'").fetchone()[0] == 1
         assert shop.execute("SELECT count(*) FROM refunds WHERE order_id = '#1007'").fetchone()[0] == 1
-        assert shop.execute("SELECT count(*) FROM refunds").fetchone()[0] == 2
+        assert shop.execute("SELECT count(*) FROM refunds").fetchone()[0] == 3
+        # the rolled-back refund stays on record, voided once; the others stand
+        voided = shop.execute("SELECT order_id FROM refunds JOIN refund_voids USING (refund_id)").fetchall()
+        assert voided == [("#1003",)]
+    rolled = next(j for task, j in runs.items() if "wool throw" in task)
+    kinds = [e.kind for e in rolled]
+    assert kinds.index("run_ended") < kinds.index("compensation_finished") < len(kinds) - 1
 
     # and the runs can be explored
     shown = keel(tmp_path, "show", crashed[0].run_id)
@@ -119,9 +129,10 @@ def test_an_unknown_model_provider_is_refused_cleanly(tmp_path: Path) -> None:
 
 
 def desk_turns() -> list[Any]:
-    """What a real model might answer on the eight tickets, turn by turn (on ticket 5, the worker's two turns,
-    then the turn after the resume; on ticket 6, two turns, the approval, then the turn after it). This model
-    does not spiral or run away: it asks the customer, and lists the customer's orders."""
+    """What a real model might answer on the nine tickets, turn by turn (on ticket 5, the worker's two turns,
+    then the turn after the resume; on ticket 6, two turns, the approval, then the turn after it; the rollback of
+    ticket 9 asks the model nothing). This model does not spiral or run away: it asks the customer, and lists the
+    customer's orders."""
 
     def call(call_id: str, name: str, **arguments: Any) -> dict[str, Any]:
         return function_call(call_id, name, arguments)
@@ -150,6 +161,9 @@ def desk_turns() -> list[Any]:
         text("Hi Ana, I can't find order #1060: could you check the number, or tell me your email?"),
         calls(call("call_81", "get_customer_orders", email="ben@example.com")),
         text("Hi Ben, your grinder (#1002) and reading glasses (#1234) are both on their way."),
+        calls(call("call_91", "get_order", order_id="#1003")),
+        calls(call("call_92", "issue_refund", order_id="#1003", amount_usd=64.5, reason="pulled thread")),
+        text("Hi Chloé, I've refunded $64.50 for your wool throw."),
     ]
 
 
@@ -165,16 +179,20 @@ def test_the_demo_with_a_real_model_lets_it_drive_and_still_proves_one_refund(tm
     assert "The model is openai:test-model" in out and "The model is scripted" not in out
     assert "the worker was killed (SIGKILL) inside issue_refund" in out
     assert "Proof: refunds for order #1005 in the shop's database: 1." in out
-    assert (server.pending, server.unexpected, len(server.requests)) == (0, 0, 22)
+    assert (server.pending, server.unexpected, len(server.requests)) == (0, 0, 25)
     assert "keel approve " in out and " 2.1 --model openai:test-model" in out
     assert "The model changed course by itself" in out and "The model did not run away" in out
 
+    assert "Proof: order #1003 in the shop's database: 1 refund, 1 voided" in out
+
     runs = journals(tmp_path / ".keel" / "keel.db")
-    assert len(runs) == 8
-    for journal in runs.values():
+    assert len(runs) == 9
+    for task, journal in runs.items():
         assert isinstance(journal[0], RunStarted) and journal[0].model == "openai:test-model"
-        assert journal[-1].kind == "run_ended" and journal[-1].status == "completed"
-    corrected = next(j for task, j in runs.items() if "1003" in task)
+        rolled_back = "wool throw" in task
+        assert journal[-1].kind == "run_ended"
+        assert journal[-1].status == ("rolled_back" if rolled_back else "completed")
+    corrected = next(j for task, j in runs.items() if "order 1003" in task)
     outcomes = [(e.error.kind if e.error else "ok") for e in corrected if isinstance(e, ToolCallFinished)]
     assert outcomes == ["invalid_arguments", "ok"]
     # the turn after the resume saw the refund's receipt, from the second run of issue_refund (same key)
@@ -183,6 +201,7 @@ def test_the_demo_with_a_real_model_lets_it_drive_and_still_proves_one_refund(tm
     with sqlite3.connect(tmp_path / ".keel" / "demo" / "shop.db") as shop:
         assert shop.execute("SELECT count(*) FROM refunds WHERE order_id = '#1005'").fetchone()[0] == 1
         assert shop.execute("SELECT count(*) FROM refunds WHERE order_id = '#1007'").fetchone()[0] == 1
+        assert shop.execute("SELECT count(*) FROM refund_voids").fetchone()[0] == 1
 
 
 def test_the_demo_needs_a_store_two_processes_share(tmp_path: Path) -> None:

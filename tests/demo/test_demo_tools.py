@@ -1,4 +1,5 @@
-"""The support desk's tools against a fresh shop database: the policy, idempotency, the flaky carrier."""
+"""The support desk's tools against a fresh shop database: the policy, idempotency, the flaky carrier, the undo of
+a refund."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from agentkeel.demo.tools import (
     issue_refund,
     read_policy,
     track_shipment,
+    void_refund,
 )
 from agentkeel.tools.validate import validate_call
 
@@ -83,6 +85,44 @@ def test_another_key_is_another_refund_and_the_total_is_capped(shop: Shop) -> No
         issue_refund.fn(ctx(shop, key="b"), order_id="#1005", amount_usd=100.0, reason="more")
     issue_refund.fn(ctx(shop, key="c"), order_id="#1005", amount_usd=49.0, reason="the rest")
     assert refunds(shop) == 2
+
+
+def test_a_refund_is_voided_once_however_often_its_undo_runs(shop: Shop) -> None:
+    receipt = issue_refund.fn(ctx(shop), order_id="#1005", amount_usd=249.0, reason="cracked screen")
+    undo = ctx(shop, key="run1:1.1:undo")
+
+    first = void_refund(undo, order_id="#1005", amount_usd=249.0, reason="cracked screen", result=receipt)
+    again = void_refund(undo, order_id="#1005", amount_usd=249.0, reason="cracked screen", result=receipt)
+    other_key = void_refund(ctx(shop, key="x:undo"), order_id="#1005", amount_usd=249.0, reason="", result=receipt)
+
+    assert first == again == other_key  # one void per refund, whatever the key
+    assert (first["voided"], first["void_id"], first["amount_usd"]) == ("R-1", "V-1", 249.0)
+    assert issue_refund.compensation_fn is void_refund
+    assert (shop.refund_count("#1005"), shop.refund_count("#1005", voided=True)) == (0, 1)
+    [void] = shop.voids("#1005")
+    assert (void["void_id"], void["refund_id"], void["idempotency_key"]) == (1, 1, "run1:1.1:undo")
+    assert refunds(shop) == 1  # the refund stays on record, voided
+
+
+def test_the_undo_finds_the_refund_by_the_calls_key_without_a_result(shop: Shop) -> None:
+    issue_refund.fn(ctx(shop, key="a"), order_id="#1005", amount_usd=49.0, reason="part")
+    issue_refund.fn(ctx(shop, key="b"), order_id="#1005", amount_usd=200.0, reason="rest")
+
+    undone = void_refund(ctx(shop, key="b:undo"), order_id="#1005", amount_usd=200.0, reason="rest", result=None)
+    nothing = void_refund(ctx(shop, key="c:undo"), order_id="#1003", amount_usd=1.0, reason="", result=None)
+
+    assert (undone["voided"], undone["amount_usd"]) == ("R-2", 200.0)
+    assert nothing["voided"] is None and "nothing to void" in nothing["note"]
+    assert (shop.refund_count("#1005"), shop.refund_count("#1005", voided=True)) == (1, 1)
+
+
+def test_a_voided_refund_no_longer_counts_against_what_is_left(shop: Shop) -> None:
+    receipt = issue_refund.fn(ctx(shop, key="a"), order_id="#1005", amount_usd=249.0, reason="cracked screen")
+    void_refund(ctx(shop, key="a:undo"), order_id="#1005", amount_usd=249.0, reason="", result=receipt)
+
+    assert get_order.fn(ctx(shop), order_id="#1005")["refunded_usd"] == 0
+    issue_refund.fn(ctx(shop, key="b"), order_id="#1005", amount_usd=249.0, reason="cracked screen, after all")
+    assert (shop.refund_count("#1005"), shop.refund_count("#1005", voided=True)) == (1, 1)
 
 
 def test_a_refund_outside_the_window_is_refused_with_what_to_do_instead(shop: Shop) -> None:

@@ -349,8 +349,8 @@ def demo(
         ),
     ] = "scripted",
 ) -> None:
-    """A support desk handles eight tickets: retries, a corrected argument, a crash and resume, an approval, a spiral
-    stopped, a budget."""
+    """A support desk handles nine tickets: retries, a corrected argument, a crash and resume, an approval, a spiral
+    stopped, a budget, a refund rolled back."""
     out = Output()
 
     async def work() -> int:

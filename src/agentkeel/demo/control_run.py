@@ -1,31 +1,34 @@
-"""``keel demo``, tickets 6 to 8: the desk's controls at work (the tickets and their scripts are in
+"""``keel demo``, tickets 6 to 9: the desk's controls at work (the tickets and their scripts are in
 ``control_tickets``).
 
 A real model (``--model``) gets the same tickets and decides for itself: if it never asks for a large refund,
-never spirals or never runs away, the demo says so and goes on; only a second refund of one order counts as a
-failure then.
+never spirals, never runs away or makes no refund to roll back, the demo says so and goes on; only a second
+refund of one order counts as a failure then.
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from rich.text import Text
 
 from agentkeel.agent import Agent
-from agentkeel.cli.render import Output
-from agentkeel.core.events import Intervened
-from agentkeel.demo.control_tickets import BY_KEY, RUNAWAY_BUDGET
+from agentkeel.cli.render import Output, plural
+from agentkeel.core.events import Intervened, ToolCallFinished, ToolCallStarted
+from agentkeel.demo.control_tickets import BY_KEY, RUNAWAY_BUDGET, SMALL_REFUND_ORDER, WITHDRAWAL
 from agentkeel.demo.desk import APPROVAL_OVER_USD, SCRIPTED_PRICE, build_agent
-from agentkeel.demo.narrate import ending, lesson, transcript
+from agentkeel.demo.narrate import ending, lesson, say, transcript
 from agentkeel.demo.shop import Shop
 from agentkeel.demo.supervisor import REF
+from agentkeel.errors import KeelError
 from agentkeel.models.base import Model
 from agentkeel.result import RunResult
 from agentkeel.stores.base import Store
 
 SUPERVISOR = "supervisor"
-"""Who approves the large refund, as the journal records it."""
+"""Who approves the large refund, and rolls the withdrawn one back, as the journal records it."""
+ROLLBACK_REASON = "the customer withdrew her refund request"
 APPROVAL_ROUNDS = 3
 """A real model may ask for more than one large refund: the demo approves at most this many rounds of them."""
 
@@ -194,6 +197,88 @@ async def runaway(desk: Desk) -> Outcome:
     return Outcome(result=result, ok=expected or desk.model is not None)
 
 
-STORIES = {"approval": approval, "spiral": spiral, "runaway": runaway}
-"""Each control ticket's story, by its key (in ``CONTROL_TICKETS`` order). A later ticket, "a refund is rolled
-back", joins here once rollback is built."""
+async def rollback(desk: Desk) -> Outcome:
+    """A small refund the desk issues itself; the customer withdraws; a supervisor rolls the run back through the
+    Python API, and the refund's compensation voids it in the shop's database."""
+    out, store = desk.out, desk.store
+    agent = desk.agent("rollback", ref=REF)
+    result = await agent.run(BY_KEY["rollback"].task)
+    shown = await store.load(result.run_id)
+    transcript(out, shown[1:])
+    ending(out, result)
+    done = {e.call for e in shown if isinstance(e, ToolCallFinished) and e.name == "issue_refund" and not e.error}
+    orders = sorted(
+        {str(e.arguments.get("order_id")) for e in shown if isinstance(e, ToolCallStarted) and e.call in done}
+    )
+    if not orders:
+        out.print(Text("The model made no refund, so there is nothing to roll back.", style="bold yellow"))
+    else:
+        say(out, "customer", WITHDRAWAL)
+        _how_to_roll_back(desk, result.run_id)
+        try:
+            result = await agent.rollback(result.run_id, by=SUPERVISOR, reason=ROLLBACK_REASON)
+        except KeelError as refused:  # a real model's run may be in no state to roll back (e.g. still paused)
+            out.print(Text(f"The rollback was refused: {refused}", style="bold yellow"))
+            return Outcome(result=result, ok=desk.model is not None)
+        transcript(out, (await store.load(result.run_id))[len(shown) :])
+        ending(out, result)
+        if result.status == "rolled_back":
+            try:
+                await agent.rollback(result.run_id, by=SUPERVISOR, reason=ROLLBACK_REASON)
+            except KeelError as again:
+                out.print(Text(f"A second rollback changes nothing: {again}.", style="dim"))
+        else:
+            out.print(Text(f"Not everything was undone: {result.detail}", style="bold yellow"))
+        for order in orders:
+            _void_proof(desk, result, order)
+    lesson(
+        out,
+        "@issue_refund.compensate declares a refund's undo (it voids the refund under ctx.idempotency_key, so it is "
+        "safe to run twice); agent.rollback(run_id) or keel rollback RUN runs a run's compensations, the last "
+        "first, each once, journaled; Agent(rollback_on='failure') rolls failed runs back by itself.",
+    )
+    desk.look(result, "the refund, then the rollback: who, why, and the void")
+    made = desk.shop.refund_count(SMALL_REFUND_ORDER) + desk.shop.refund_count(SMALL_REFUND_ORDER, voided=True)
+    if desk.model is not None:
+        return Outcome(result=result, ok=made <= 1)
+    voids = desk.shop.voids(SMALL_REFUND_ORDER)
+    return Outcome(result=result, ok=result.status == "rolled_back" and made == 1 and len(voids) == 1)
+
+
+def _how_to_roll_back(desk: Desk, run_id: str) -> None:
+    out = desk.out
+    out.print(Text("The refund must be undone. From a shell, in this directory, a supervisor runs:", style="dim"))
+    command = f"keel rollback {run_id} --reason {shlex.quote(ROLLBACK_REASON)}{desk.flags}"
+    out.print(
+        Text.assemble(("  " + command, "bold"), ("   runs the compensation of each refund, the last first", "dim"))
+    )
+    out.print(
+        Text(
+            f"Here the demo is the supervisor, through the Python API: await agent.rollback(run_id, by={SUPERVISOR!r}, "
+            f"reason={ROLLBACK_REASON!r}).",
+            style="dim",
+        )
+    )
+
+
+def _void_proof(desk: Desk, result: RunResult, order: str) -> None:
+    shop = desk.shop
+    standing, voided = shop.refund_count(order), shop.refund_count(order, voided=True)
+    voids = shop.voids(order)
+    listed = "; ".join(
+        f"R-{v['refund_id']} (${v['amount_usd']:.2f}) by void V-{v['void_id']}, key {v['idempotency_key']}"
+        for v in voids
+    )
+    good = result.status == "rolled_back" and standing == 0 and voided == len(voids) == 1
+    desk.out.print(
+        Text(
+            f"Proof: order {order} in the shop's database: {plural(standing + voided, 'refund')}, "
+            f"{voided} voided{f' ({listed})' if listed else ''}, {standing} standing. The run is {result.status}; "
+            "its answer stays in the journal.",
+            style="bold green" if good else "bold red",
+        )
+    )
+
+
+STORIES = {"approval": approval, "spiral": spiral, "runaway": runaway, "rollback": rollback}
+"""Each control ticket's story, by its key (in ``CONTROL_TICKETS`` order)."""

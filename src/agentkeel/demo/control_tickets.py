@@ -5,7 +5,9 @@
 7. a spiral: the model looks the same wrong order number up again and again; it is told to change course, does
    not, and the run is stopped ``failed(loop_detected)``;
 8. a runaway: the model reads the order book one order at a time instead of listing the customer's orders; the
-   run's cost budget stops it, after one last turn without tools to answer the customer.
+   run's cost budget stops it, after one last turn without tools to answer the customer;
+9. a refund rolled back: the desk refunds a small order itself; the customer then withdraws, and a supervisor
+   rolls the run back: the refund's compensation voids it in the shop's database.
 
 Like a real model's, each script is a function of the conversation so far.
 """
@@ -22,6 +24,13 @@ SPIRAL_ORDER = "#1060"
 RUNAWAY_FIRST_ORDER = 1001
 RUNAWAY_BUDGET = Budget(cost_usd=0.03, wrap_up=True)
 """The runaway ticket's limit: three cents, with one last turn to answer the customer when it is reached."""
+SMALL_REFUND_ORDER = "#1003"
+"""The order refunded, then rolled back: under the approval limit, so the desk refunds it without a person."""
+WITHDRAWAL = (
+    "Please cancel that refund: my sister fixed the pulled thread in two minutes and I'm keeping the throw. "
+    "Sorry for the trouble! - Chloé"
+)
+"""What the customer of the rolled-back refund writes next."""
 
 
 def large_refund(request: ModelRequest) -> ModelResponse:
@@ -51,6 +60,35 @@ def large_refund(request: ModelRequest) -> ModelResponse:
         f"Thank you for your patience, {first_name(order)}. A supervisor approved your refund: "
         f"${receipt['amount_usd']:.2f} for order #1007 (refund {receipt['refund_id']}) reaches your card in 3-5 "
         "working days. We'll email you a prepaid label to send the chair back."
+    )
+
+
+def small_refund(request: ModelRequest) -> ModelResponse:
+    order = data(last(request, "get_order"))
+    if order is None:
+        return calls(
+            ("get_order", {"order_id": SMALL_REFUND_ORDER}),
+            ("read_policy", {"topic": "refunds"}),
+            text="Let me check the order and our refund policy.",
+        )
+    done = last(request, "issue_refund")
+    if done is None:
+        return calls(
+            (
+                "issue_refund",
+                {"order_id": SMALL_REFUND_ORDER, "amount_usd": order["amount_usd"], "reason": "arrived damaged"},
+            ),
+            text=f"Delivered {order['delivered_on']} with a flaw: that qualifies for a full refund.",
+        )
+    receipt = data(done)
+    if receipt is None:
+        return reply(
+            f"I'm sorry, {first_name(order)}: I couldn't refund your throw myself ({done.content}). A colleague in "
+            "customer care will contact you within 1 working day."
+        )
+    return reply(
+        f"Done, {first_name(order)}: ${receipt['amount_usd']:.2f} for order {SMALL_REFUND_ORDER} (refund "
+        f"{receipt['refund_id']}) reaches your card in 3-5 working days. No need to send the throw back."
     )
 
 
@@ -102,7 +140,12 @@ CONTROL_TICKETS: tuple[Ticket, ...] = (
         budget=RUNAWAY_BUDGET,
         max_steps=25,
     ),
-    # Later: "a refund is rolled back" (a run's refunds undone by compensations), once rollback is built.
+    Ticket(
+        key="rollback",
+        title="A refund rolled back",
+        task=f"My wool throw (order {SMALL_REFUND_ORDER}) arrived with a pulled thread. Could I get a refund? - Chloé",
+        script=small_refund,
+    ),
 )
 
 BY_KEY = {ticket.key: ticket for ticket in CONTROL_TICKETS}

@@ -1,6 +1,6 @@
 """The demo's transcript of a run, read back from its journal: what the customer wrote, what the agent said,
 each tool call with its outcome, each failed attempt, and what the controls did (a call held for approval, a
-person's decision, the engine speaking to the model, a compaction, a note)."""
+person's decision, the engine speaking to the model, a compaction, a note, a rollback and its compensations)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,14 @@ from agentkeel.core.events import (
     ApprovalRequested,
     CallApproved,
     CallRejected,
+    CompensationFinished,
+    CompensationStarted,
     ContextCompacted,
     Event,
     Intervened,
     ModelResponded,
     NoteWritten,
+    RollbackStarted,
     ToolCallFinished,
     ToolCallRetrying,
     ToolCallStarted,
@@ -110,6 +113,20 @@ def _control(out: Output, event: Event, room: int) -> None:
         )
     elif isinstance(event, NoteWritten):
         out.print(Text(f"  note {event.key}: {shorten(event.value, room)}", style="dim"))
+    elif isinstance(event, RollbackStarted):
+        out.print(Text(f"  ↩ rollback by {event.by}: {event.why}", style="blue"))
+        out.print(Text(f"    undoes, the last first: call {', call '.join(event.calls)}", style="dim"))
+    elif isinstance(event, CompensationStarted) and event.attempt > 1:
+        out.print(Text(f"  ↺ call {event.call}'s undo runs again (attempt {event.attempt})", style="yellow"))
+    elif isinstance(event, CompensationFinished):
+        settled = f" (settled by {event.resolved_by})" if event.resolved_by else ""
+        if event.error is None:
+            head = f"    ↩ call {event.call} undone{settled}: "
+            out.print(Text(head + shorten(event.content, room + 8 - len(head)), style="blue"))
+        else:
+            say(
+                out, "    ✗", f"call {event.call} not undone: {event.error.kind}: {event.error.message}", "red", width=5
+            )
 
 
 def _ordinal(n: int) -> str:
@@ -129,12 +146,13 @@ def _finished(out: Output, event: ToolCallFinished, room: int) -> None:
 
 def ending(out: Output, result: RunResult) -> None:
     spent = f" · ${result.cost_usd:.4f}" if result.cost_usd else ""
+    status = status_text(result.status, result.reason)
     line = Text.assemble(
-        status_text(result.status, result.reason),
+        status,
         f" · {plural(result.steps, 'step')} · {plural(result.tool_calls, 'tool call')} · "
         f"{tokens(result.usage.total_tokens)} tokens{spent} · run {result.run_id}",
     )
-    line.stylize("dim", len(result.status) + len(result.reason) + 2 if result.reason else len(result.status))
+    line.stylize("dim", len(status))
     out.print(line)
 
 

@@ -9,7 +9,8 @@
 
 Then the desk's controls (``control_run``): 6. a refund above the approval limit waits for a supervisor, who
 approves it; 7. a spiral is told once, then stopped ``failed(loop_detected)``; 8. a runaway is stopped by its
-budget, ``failed(budget_exceeded:cost_usd)``.
+budget, ``failed(budget_exceeded:cost_usd)``; 9. a small refund, withdrawn by the customer, is rolled back by a
+supervisor: its compensation voids it, and the run ends ``rolled_back``.
 
 The model is scripted by default. With ``--model provider:name`` a real model handles the same tickets with the
 same tools, shop, crash and controls; it decides every turn itself, so the story may differ (the proof of one
@@ -136,7 +137,8 @@ def _controls_intro(out: Output) -> None:
     out.print(
         Text(
             f"The next tickets show the desk's controls: a gate that holds refunds above ${APPROVAL_OVER_USD} for a "
-            "person, loop detection (on by default), and a budget. Each ends in a status with a reason.",
+            "person, loop detection (on by default), a budget, and a rollback that undoes a run's refund. Each "
+            "ends in a status with a reason.",
             style="bold yellow",
         )
     )
@@ -231,10 +233,13 @@ def _summary(out: Output, url: str, rows: list[RunRow], crashed: str, outcomes: 
         "approval": "the refund that waited for a supervisor",
         "spiral": "the spiral: the message to the model, then the stop",
         "runaway": "the runaway and its budget",
+        "rollback": "the refund, then its rollback and the void",
     }
     commands += [(f"keel show {o.result.run_id}{flags}", stories[key]) for key, o in outcomes.items()]
     commands.append((f"keel show {crashed} --json{flags}", "a journal, event by event"))
-    commands.append((f"sqlite3 {SHOP_PATH} 'select * from refunds'", "the shop's side of the story"))
+    commands.append(
+        (f"sqlite3 {SHOP_PATH} 'select * from refunds left join refund_voids using (refund_id)'", "the shop's side")
+    )
     width = max(len(command) for command, _ in commands)
     for command, what in commands:
         out.print(Text.assemble(("  " + command.ljust(width), "bold"), ("   " + what, "dim")))

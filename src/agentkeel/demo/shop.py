@@ -1,4 +1,5 @@
-"""The shop's database: customers, orders, policies, refunds and escalations, in one SQLite file.
+"""The shop's database: customers, orders, policies, refunds (and their voids) and escalations, in one SQLite
+file.
 
 A ``Shop`` is handed to the tools as the agent's ``deps``. It opens a connection per use, so that tools running
 in worker threads, and a second process (the demo's crashing worker), each get their own.
@@ -12,6 +13,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -39,6 +41,12 @@ CREATE TABLE IF NOT EXISTS refunds (
     order_id TEXT NOT NULL REFERENCES orders (order_id),
     amount_usd REAL NOT NULL,
     reason TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
+CREATE TABLE IF NOT EXISTS refund_voids (
+    void_id INTEGER PRIMARY KEY,
+    refund_id INTEGER NOT NULL UNIQUE REFERENCES refunds (refund_id),
     idempotency_key TEXT NOT NULL UNIQUE,
     created_at TEXT NOT NULL DEFAULT (datetime('now'))
 );
@@ -145,10 +153,25 @@ class Shop:
             db.row_factory = sqlite3.Row
             yield db
 
-    def refund_count(self, order_id: str) -> int:
+    def refund_count(self, order_id: str, *, voided: bool = False) -> int:
+        """How many of the order's refunds stand (``voided=True``: how many were voided)."""
         with self.connect() as db:
-            row = db.execute("SELECT count(*) FROM refunds WHERE order_id = ?", (order_id,)).fetchone()
+            row = db.execute(
+                "SELECT count(*) FROM refunds r WHERE order_id = ? "
+                "AND EXISTS (SELECT 1 FROM refund_voids v WHERE v.refund_id = r.refund_id) = ?",
+                (order_id, int(voided)),
+            ).fetchone()
         return int(row[0])
+
+    def voids(self, order_id: str) -> list[dict[str, Any]]:
+        """The voids of the order's refunds, oldest first: which refund each voided, under which key."""
+        with self.connect() as db:
+            rows = db.execute(
+                "SELECT v.void_id, v.refund_id, r.amount_usd, v.idempotency_key FROM refund_voids v "
+                "JOIN refunds r USING (refund_id) WHERE r.order_id = ? ORDER BY v.void_id",
+                (order_id,),
+            ).fetchall()
+        return [dict(row) for row in rows]
 
     def _ago(self, days: int | None) -> str | None:
         return None if days is None else (self.today - timedelta(days=days)).isoformat()

@@ -1,9 +1,11 @@
-"""The agent that ``keel approve`` and ``keel resume`` load to continue the demo's held refund.
+"""The agent that ``keel approve`` and ``keel resume`` load to continue the demo's held refund, and that
+``keel rollback`` loads to undo the withdrawn one (the compensations live in its tools).
 
-The refund ticket's run records ``agentkeel.demo.supervisor:agent`` as where its agent is defined, so that the
-command the demo prints works from a shell, in the directory the demo ran in (where its shop is):
+Those tickets' runs record ``agentkeel.demo.supervisor:agent`` as where their agent is defined, so that the
+commands the demo prints work from a shell, in the directory the demo ran in (where its shop is):
 
     keel approve RUN 2.1          # add --model provider:name if the demo ran with one
+    keel rollback RUN --reason TEXT
 """
 
 from __future__ import annotations
@@ -15,4 +17,5 @@ from agentkeel.demo.shop import SHOP_PATH, Shop
 REF = "agentkeel.demo.supervisor:agent"
 
 agent = build_agent(shop=Shop(path=SHOP_PATH), store=None, ticket=BY_KEY["approval"], ref=REF)
-"""The desk on the refund ticket; the store is the one the command names (``--store`` or ``KEEL_STORE``)."""
+"""The desk on the large refund's ticket; the store is the one the command names (``--store`` or ``KEEL_STORE``).
+A rollback calls no model, so the same agent undoes the small refund's run."""

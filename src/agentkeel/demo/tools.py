@@ -3,6 +3,9 @@
 The refund policy is enforced here, in the tool, whatever the model decides: a refund over the amount paid, or
 outside the refund window, is refused with a message that tells the model what to do instead. Refunds and
 escalations pass ``ctx.idempotency_key`` to the database, whose unique key makes a repeated call a no-op.
+
+A refund has an undo, for a rollback: ``void_refund`` voids it (a voided refund no longer counts against what is
+left to refund), once, under the key the rollback gives it.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ def shop_of(ctx: ToolContext) -> Shop:
 def _order(db: sqlite3.Connection, order_id: str) -> dict[str, Any]:
     row = db.execute(
         "SELECT o.*, c.name AS customer, coalesce((SELECT sum(amount_usd) FROM refunds r "
-        "WHERE r.order_id = o.order_id), 0) AS refunded_usd FROM orders o JOIN customers c USING (email) "
-        "WHERE o.order_id = ?",
+        "WHERE r.order_id = o.order_id AND r.refund_id NOT IN (SELECT refund_id FROM refund_voids)), 0) "
+        "AS refunded_usd FROM orders o JOIN customers c USING (email) WHERE o.order_id = ?",
         (order_id,),
     ).fetchone()
     if row is None:
@@ -139,6 +142,34 @@ def issue_refund(ctx: ToolContext, order_id: OrderId, amount_usd: AmountUsd, rea
             (ctx.idempotency_key,),
         ).fetchone()
     return _receipt(dict(row))
+
+
+@issue_refund.compensate
+def void_refund(ctx: ToolContext, order_id: str, amount_usd: float, reason: str, result: Any = None) -> dict[str, Any]:
+    """The undo of a refund: void it. Safe to run twice: the void's key is ``ctx.idempotency_key`` (the refund
+    call's key plus ``:undo``) and a refund is voided at most once, so a rerun finds the void already made."""
+    refund_key = ctx.idempotency_key.removesuffix(":undo")
+    receipt = result if isinstance(result, dict) else {}
+    with shop_of(ctx).connect() as db:
+        refund = db.execute(  # the call's own refund; or, if a person settled the call, the one its receipt names
+            "SELECT refund_id, order_id, amount_usd FROM refunds WHERE idempotency_key = ? OR 'R-' || refund_id = ? "
+            "ORDER BY idempotency_key = ? DESC LIMIT 1",
+            (refund_key, str(receipt.get("refund_id")), refund_key),
+        ).fetchone()
+        if refund is None:
+            return {"voided": None, "note": f"no refund was recorded for order {order_id}: nothing to void"}
+        db.execute(
+            "INSERT INTO refund_voids (refund_id, idempotency_key) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (refund["refund_id"], ctx.idempotency_key),
+        )
+        void = db.execute("SELECT void_id FROM refund_voids WHERE refund_id = ?", (refund["refund_id"],)).fetchone()
+    return {
+        "voided": f"R-{refund['refund_id']}",
+        "void_id": f"V-{void['void_id']}",
+        "order_id": refund["order_id"],
+        "amount_usd": refund["amount_usd"],
+        "status": "voided before it settled: the card is not credited",
+    }
 
 
 def _check_refund(order: dict[str, Any], amount_usd: float, today: date) -> None:

@@ -28,11 +28,14 @@ RUN_COLUMNS = (
     "updated_at, parent_id, agent_ref"
 )
 _IN_BATCH = "IN (SELECT value FROM json_each(?))"
-_FENCES = (
+_FENCE = (
     "SELECT r.run_id, l.owner, (SELECT max(seq) FROM keel_events e WHERE e.run_id = r.run_id), "
     "r.cancel_by, r.cancel_reason, r.cancel_at, (SELECT version FROM keel_switch_version) "
-    f"FROM keel_runs r LEFT JOIN keel_leases l ON l.run_id = r.run_id WHERE r.run_id {_IN_BATCH}"
+    "FROM keel_runs r LEFT JOIN keel_leases l ON l.run_id = r.run_id WHERE r.run_id "
 )
+_FENCES = _FENCE + _IN_BATCH
+_FENCE_ONE = _FENCE + "= ?"
+"""A run alone on the store appends one at a time: its fence without the JSON array."""
 _STOPPING = (  # the switches that stop any of the batch's agents
     "SELECT scope, target, by, reason, at FROM keel_switches "
     f"WHERE scope = 'all' OR (scope = 'agent' AND target {_IN_BATCH})"
@@ -87,7 +90,11 @@ def append_item(run_id: str, owner: str, after_seq: int, events: Any, row: RunRo
 def append_many(db: sqlite3.Connection, items: list[Append], url: str) -> list[Signals | KeelError]:
     """Each append is fenced (its lease's owner, its journal's length) and answers with its run's pending cancel
     request and the switch version."""
-    fences = {found[0]: found[1:] for found in db.execute(_FENCES, (_ids(item.run_id for item in items),))}
+    if len(items) == 1:
+        fenced = db.execute(_FENCE_ONE, (items[0].run_id,))
+    else:
+        fenced = db.execute(_FENCES, (_ids(item.run_id for item in items),))
+    fences = {found[0]: found[1:] for found in fenced}
     answers: list[Signals | KeelError] = []
     events: list[tuple[str, int, str, float, bytes]] = []
     rows: list[tuple[object, ...]] = []

@@ -26,7 +26,7 @@ from agentkeel.engine.operator import Decision, cancel_run, resolve_call
 from agentkeel.errors import KeelError
 from agentkeel.result import RunResult
 from agentkeel.stores.base import Store
-from agentkeel.stores.open import DEFAULT_STORE_URL, open_store
+from agentkeel.stores.open import DEFAULT_STORE_URL, default_store_url, open_store
 
 STATUSES = ("running", "paused", "completed", "failed", "cancelled", "rolling_back", "rolled_back")
 _STATUS_LIST = ", ".join(STATUSES)
@@ -126,7 +126,9 @@ def _describe_call(state: RunState, call: str) -> str:
 
 
 async def _show_outcome(out: Output, store: Store, result: RunResult, agent: str) -> int:
-    print_outcome(out, result, agent=agent, calls=await _waiting_calls(store, result))
+    # the follow-up commands name the store when it is not the one they would open by themselves
+    where = "" if store.url in (default_store_url(), f"sqlite:///{default_store_url()}") else f" --store {store.url}"
+    print_outcome(out, result, agent=agent, calls=await _waiting_calls(store, result), where=where)
     return exits.for_status(result.status)
 
 

@@ -125,8 +125,11 @@ def result_json(result: RunResult) -> dict[str, Any]:
     return data
 
 
-def print_outcome(out: Output, result: RunResult, *, agent: str = "", calls: dict[str, str] | None = None) -> None:
-    """The outcome of driving a run. ``calls`` describes the calls waiting for a decision, by call id."""
+def print_outcome(
+    out: Output, result: RunResult, *, agent: str = "", calls: dict[str, str] | None = None, where: str = ""
+) -> None:
+    """The outcome of driving a run. ``calls`` describes the calls waiting for a decision, by call id; ``where``
+    is the ``--store URL`` the follow-up commands need (empty for the default store)."""
     if out.as_json:
         out.json(result_json(result))
         return
@@ -144,7 +147,7 @@ def print_outcome(out: Output, result: RunResult, *, agent: str = "", calls: dic
     for call in result.needs_attention:
         described = (calls or {}).get(call, "")
         out.print(Text(f"  {described}" if described else f"  call {call}", style="bold"))
-        out.print(Text(f"    keel resolve {result.run_id} {call} --result JSON | --retry | --skip"))
+        out.print(Text(f"    keel resolve {result.run_id} {call} --result JSON | --retry | --skip{where}"))
     errors = f" ({result.tool_errors} failed)" if result.tool_errors else ""
     out.print(
         Text(
@@ -153,7 +156,7 @@ def print_outcome(out: Output, result: RunResult, *, agent: str = "", calls: dic
             style="dim",
         )
     )
-    out.print(Text(f"keel show {result.run_id}", style="dim"))
+    out.print(Text(f"keel show {result.run_id}{where}", style="dim"))
 
 
 def print_plan(out: Output, run_id: str, plan: Sequence[PlannedCall]) -> None:

@@ -23,8 +23,10 @@ from agentkeel.engine.operator import approve_call, reject_call
 from agentkeel.engine.rollback import check_policy, rollback_event
 from agentkeel.errors import ConfigError, JournalError, ResolveError, RunBusy
 from agentkeel.gates import Rule, check_rules
+from agentkeel.ledger import Ledger
 from agentkeel.models.base import Model
 from agentkeel.models.resolve import resolve_model
+from agentkeel.patterns.supervisor import check_supervisor, children_waiting
 from agentkeel.pricing import PriceTable
 from agentkeel.result import RunResult
 from agentkeel.stores.base import DEFAULT_LEASE_S, CancelRequest, RunRow, Store, commit_events
@@ -64,6 +66,9 @@ class Agent:
         loops: LoopPolicy | None = DEFAULT_LOOPS,
         context: ContextPolicy | None = DEFAULT_CONTEXT,
         rollback_on: Collection[str] | str | None = None,
+        subagents: Sequence[Agent] = (),
+        max_parallel: int = 4,
+        description: str = "",
         deps: Any = None,
         ref: str = "",
     ) -> None:
@@ -79,6 +84,17 @@ class Agent:
         self.instructions = instructions
         self.model = resolve_model(model)
         self.tools = _index_tools(name, tools)
+        self.description = description
+        """What the agent is for, in a sentence: a supervisor's delegation tool tells its model."""
+        self.subagents = tuple(subagents)
+        """The agents this one delegates to (a supervisor): one ``delegate_to_<name>`` tool each."""
+        if self.subagents:
+            for delegation in check_supervisor(name, self.tools, list(self.subagents)):
+                self.tools[delegation.name] = delegation
+        if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
+            raise ConfigError(f"agent {name!r}: max_parallel must be a positive whole number, not {max_parallel!r}")
+        self.max_parallel = max_parallel
+        """How many delegations of one step run at once."""
         self._schemas = tuple(t.schema for t in self.tools.values())  # one tuple: models may cache by identity
         self.max_steps = max_steps
         self.timeout = float(timeout) if timeout is not None else None
@@ -119,7 +135,7 @@ class Agent:
             "name": name,
             "model": self.model,
             "instructions": instructions,
-            "tools": list(self.tools.values()),
+            "tools": list(tools),
             "max_steps": max_steps,
             "timeout": timeout,
             "store": store,
@@ -131,6 +147,9 @@ class Agent:
             "loops": loops,
             "context": context,
             "rollback_on": rollback_on,
+            "subagents": subagents,
+            "max_parallel": max_parallel,
+            "description": description,
             "deps": deps,
             "ref": ref,
         }
@@ -195,6 +214,8 @@ class Agent:
         plan: tuple[PlannedCall, ...] = (),
         plan_of: str | None = None,
         by: str = "",
+        parent_id: str | None = None,
+        parent_ledger: Ledger | None = None,
     ) -> RunResult:
         run_id = run_id or new_run_id()
         owner = new_owner()
@@ -213,16 +234,32 @@ class Agent:
             plan=plan,
             plan_of=plan_of,
             approved_by=by,
+            parent_id=parent_id,
         )
         state = replay([first])
         await self.store.create_run(first, RunRow.of(state), owner=owner, lease_s=self.lease_s)
-        return RunResult.of(await self._driver(state, owner, deps).drive())
+        return RunResult.of(await self._driver(state, owner, deps, parent_ledger=parent_ledger).drive())
+
+    async def start_child(
+        self, task: str, *, run_id: str, parent_id: str, ledger: Ledger | None, deps: Any = None
+    ) -> RunResult:
+        """A subagent's run for a supervisor's delegation (``patterns/supervisor.py``): it charges ``ledger``."""
+        return await self._start(
+            task, deps=deps, run_id=run_id, mode="normal", parent_id=parent_id, parent_ledger=ledger
+        )
+
+    async def resume_child(self, run_id: str, *, ledger: Ledger | None, deps: Any = None) -> RunResult:
+        """Resume a subagent's run from its supervisor's delegation, charging ``ledger``."""
+        return await self._resume(run_id, deps=deps, parent_ledger=ledger)
 
     async def resume(self, run_id: str, *, deps: Any = None) -> RunResult:
         """Continue a run whose process died (or that a person unpaused): nothing journaled happens again.
 
         Raises ``RunBusy`` while another live process drives it.
         """
+        return await self._resume(run_id, deps=deps)
+
+    async def _resume(self, run_id: str, *, deps: Any, parent_ledger: Ledger | None = None) -> RunResult:
         owner = new_owner()
         try:
             await self.store.acquire_lease(run_id, owner, self.lease_s)
@@ -233,7 +270,9 @@ class Agent:
             raise
         try:
             state = replay(await self.store.load(run_id))  # one read, under the lease: nobody appends meanwhile
-            if state.terminal or (state.status == "paused" and state.waiting):
+            if state.waiting_on and not await children_waiting(self.store, state):
+                pass  # its subagents were decided: resuming it resumes them
+            elif state.terminal or (state.status == "paused" and state.waiting):
                 await self.store.release_lease(run_id, owner)  # nothing to drive: a person acts next
                 return RunResult.of(state)
             self._check_fits(state)
@@ -241,7 +280,7 @@ class Agent:
         except BaseException:
             await self.store.release_lease(run_id, owner)
             raise
-        return RunResult.of(await self._driver(state, owner, deps, cancel).drive())
+        return RunResult.of(await self._driver(state, owner, deps, cancel, parent_ledger=parent_ledger).drive())
 
     def run_sync(self, task: str, *, deps: Any = None, run_id: str | None = None, dry_run: bool = False) -> RunResult:
         """``run`` for scripts: runs its own event loop."""
@@ -299,7 +338,15 @@ class Agent:
 
     # -- internals ------------------------------------------------------------------------------------------
 
-    def _driver(self, state: RunState, owner: str, deps: Any, cancel: CancelRequest | None = None) -> Driver:
+    def _driver(
+        self,
+        state: RunState,
+        owner: str,
+        deps: Any,
+        cancel: CancelRequest | None = None,
+        *,
+        parent_ledger: Ledger | None = None,
+    ) -> Driver:
         config = DriveConfig(
             instructions=state.instructions,
             model=self.model,
@@ -313,6 +360,8 @@ class Agent:
             loops=self.loops,
             context=self.context,
             rollback_on=self.rollback_on,
+            max_parallel=self.max_parallel,
+            parent_ledger=parent_ledger,
             deps=self.deps if deps is None else deps,
         )
         if self._keeper is None:

@@ -25,6 +25,7 @@ class RunResult:
     steps: int
     usage: Usage
     cost_usd: float
+    model_calls: int
     tool_calls: int
     tool_errors: int
     duration_s: float
@@ -53,6 +54,7 @@ class RunResult:
             steps=state.steps_completed,
             usage=state.usage,
             cost_usd=state.cost_usd,
+            model_calls=state.model_calls,
             tool_calls=state.tool_calls,
             tool_errors=state.tool_errors,
             duration_s=state.active_s,

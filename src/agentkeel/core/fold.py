@@ -209,9 +209,12 @@ def _run_paused(state: RunState, event: RunPaused) -> None:
     state._to("paused", event.reason, event.detail)
     if event.reason in ("needs_attention", "rollback_incomplete"):
         state.attention = event.calls
+    elif event.reason == "waiting_for_subagent":
+        state.waiting_on = event.calls
 
 
 def _run_resumed(state: RunState, event: RunResumed) -> None:
+    state.waiting_on = ()
     state._to("rolling_back" if state.rolling_back else "running", "rollback" if state.rolling_back else "")
 
 

@@ -77,6 +77,8 @@ class RunState:
     awaiting: tuple[str, ...] = ()
     """Gated calls waiting for a person's decision (``paused(awaiting_approval)``)."""
     approved: dict[str, Approval] = field(default_factory=dict)
+    waiting_on: tuple[str, ...] = ()
+    """Delegation calls whose child runs wait for a person (``paused(waiting_for_subagent)``)."""
     """Approved calls that have not started yet."""
     tool_counts: dict[str, int] = field(default_factory=dict)
     """Calls started, per tool."""
@@ -142,7 +144,7 @@ class RunState:
     @property
     def waiting(self) -> bool:
         """Whether the run waits for a person: an interrupted call to resolve, or a gated call to decide."""
-        return bool(self.attention or self.awaiting)
+        return bool(self.attention or self.awaiting or self.waiting_on)
 
     def conversation(self) -> Conversation:
         """The conversation so far, as a view that costs nothing to make."""

@@ -23,6 +23,7 @@ from agentkeel.core.tokens import estimate_input_tokens
 from agentkeel.gates import Rule
 from agentkeel.ledger import Ledger, Reservation
 from agentkeel.models.base import Model
+from agentkeel.patterns.supervisor import children_spend
 from agentkeel.pricing import Price, PriceTable, cost_of
 from agentkeel.stores.base import CancelRequest, Store, Switch
 from agentkeel.switches import disabled_tool, killed
@@ -45,6 +46,9 @@ class DriveConfig:
     loops: LoopPolicy | None = None
     context: ContextPolicy | None = None
     rollback_on: frozenset[str] = frozenset()
+    max_parallel: int = 4
+    parent_ledger: Ledger | None = None
+    """A subagent's run charges its supervisor's budget too (every ancestor's)."""
     deps: Any = None
 
 
@@ -56,8 +60,9 @@ class Controls:
         self._context = config.context
         self.loops = LoopTracker.of(state, config.loops) if config.loops is not None else None
         self.ledger: Ledger | None = None
-        if config.budget is not None:
-            self.ledger = Ledger(config.budget, Spend.of(state, driven_s=driven_s()), name=state.run_id, clock=driven_s)
+        if config.budget is not None or config.parent_ledger is not None:
+            spent = Spend.of(state, driven_s=driven_s()).plus(children_spend(state))
+            self.ledger = Ledger(config.budget, spent, parent=config.parent_ledger, name=state.run_id, clock=driven_s)
         self.switches: list[Switch] = []
         self.switch_version = 0
         """The store's kill-switch version when they were last read."""

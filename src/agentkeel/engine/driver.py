@@ -51,6 +51,7 @@ from agentkeel.engine.rollback import due as rollback_due
 from agentkeel.engine.tool_runner import OnRetry, ToolOutcome, result_text, run_tool
 from agentkeel.errors import ModelError
 from agentkeel.ledger import Reservation
+from agentkeel.patterns.supervisor import delegate, waiting_detail
 from agentkeel.pricing import cost_of
 from agentkeel.stores.base import CancelRequest, RunRow, Store
 from agentkeel.switches import disabled_message
@@ -89,6 +90,8 @@ class Driver:
         self._concurrent = False  # whether tool calls are running side by side (the lock is needed only then)
         self._no_context = self._context("", "", 1)
         self._controls = Controls(config, state, self._driven_s)
+        self._delegations = asyncio.Semaphore(config.max_parallel)  # a supervisor's children run side by side
+        self._waiting_children: list[str] = []
         self._row_status = ""  # the run row as last written: its status, and when
         self._row_written = 0.0
 
@@ -212,6 +215,7 @@ class Driver:
         )
         await self._commit(events, listed=not runnable)
         await self._execute(runnable)
+        await self._pause_for_children()
 
     async def _end_final_turn(self, step: int, response: ModelResponse, started: float) -> None:
         """The last turn a budget granted is over: the run fails with its answer as the partial result."""
@@ -280,6 +284,23 @@ class Driver:
         elif switch is not None:  # a kill switch: the model is told, the run goes on without the tool
             message = disabled_message(switch, valid.tool.name)
             outcome = ToolOutcome(content=message, failure=ToolFailure(kind="disabled", message=message), attempts=0)
+        elif valid.tool.subagent is not None:  # a supervisor's delegation: a child run
+            async with self._delegations:
+                started = time.perf_counter()
+                done = await delegate(
+                    valid.tool.subagent,
+                    self._store,
+                    parent=self.state,
+                    call=call_id,
+                    task=valid.kwargs["task"],
+                    ledger=self._controls.ledger,
+                    deps=self._config.deps,
+                )
+            if done.paused:  # the child waits for a person: so does this run, its call left open
+                self._waiting_children.append(call_id)
+                return
+            latency = time.perf_counter() - started
+            outcome = ToolOutcome(content=done.content, result=done.result, failure=done.failure, latency_s=latency)
         else:
             tool = valid.tool
             # A tool that takes no context reads none: only the attempt number matters, and it is 1.
@@ -291,6 +312,14 @@ class Driver:
             await self._commit([note_event(valid.json_arguments, finished.at), finished])
             return
         await self._commit([finished])
+
+    async def _pause_for_children(self) -> None:
+        """Delegations whose children paused for a person pause this run too (their calls stay open)."""
+        if not self._waiting_children:
+            return
+        calls, self._waiting_children = tuple(sorted(self._waiting_children)), []
+        detail = waiting_detail(self.state, calls)
+        await self._commit([RunPaused(at=time.time(), reason="waiting_for_subagent", detail=detail, calls=calls)])
 
     def _context(self, call_id: str, key: str, attempt: int) -> ToolContext:
         return ToolContext(
@@ -337,6 +366,8 @@ class Driver:
                     await self._rerun(record, valid, "reconciled")
                     continue
             attention.append(record.call)
+        if not attention:
+            await self._pause_for_children()  # a resumed delegation whose child still waits
         if attention:
             listed = ", ".join(f"{c} ({self.state.calls[c].name})" for c in attention)
             detail = (

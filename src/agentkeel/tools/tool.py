@@ -83,6 +83,8 @@ class Tool:
     reconcile_fn: Callable[..., Any] | None = field(default=None, repr=False)
     compensation_fn: Callable[..., Any] | None = field(default=None, repr=False)
     preview_fn: Callable[..., Any] | None = field(default=None, repr=False)
+    subagent: Any = field(default=None, repr=False)
+    """For a supervisor's delegation tool: the ``Agent`` it hands its task to (the engine runs it as a child)."""
     """What the call would do, computed without doing it, for dry runs (``@refund.preview``)."""
     """The call's undo, run by a rollback (``@refund.compensate``)."""
     arguments: type[BaseModel] = field(repr=False, default=BaseModel)

@@ -1,0 +1,1 @@
+"""The multi-agent patterns: a supervisor with subagents (``supervisor.py``)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from agentkeel.core.budget import Budget
 from agentkeel.core.compaction import ContextPolicy
-from agentkeel.core.events import PlannedCall, RunMode, RunResumed, RunStarted
+from agentkeel.core.events import Event, PlannedCall, RunMode, RunResumed, RunStarted
 from agentkeel.core.loops import LoopPolicy
 from agentkeel.core.state import RunState, replay
 from agentkeel.engine.controls import DriveConfig
@@ -308,7 +308,11 @@ class Agent:
                     f"(`keel resolve {run_id} CALL ...`), so that the rollback knows whether they took effect"
                 )
             retry = state.status == "paused" and state.reason == "rollback_incomplete"
-            started = rollback_event(state, self.tools, by=by, why=reason, retry_failed=retry)
+            started: Event | None
+            if state.rolling_back and not retry:  # a rollback a crash interrupted: it goes on where it stopped
+                started = RunResumed(at=time.time(), owner=owner)
+            else:
+                started = rollback_event(state, self.tools, by=by, why=reason, retry_failed=retry)
             if started is None:
                 raise ResolveError(f"run {run_id} has no finished write call to undo")
             signals = await commit_events(self.store, state, owner, [started])

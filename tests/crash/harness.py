@@ -9,6 +9,9 @@ point it is told (``--kill``). The run's store is a SQLite file in the run's dir
 * ``tool:CALL:PHASE``: inside a tool, on entry (``enter``, before any effect) or right after its effect is
   recorded and before it returns (``effect``).
 
+``--mode rollback`` rolls the run back (``Agent.rollback``) instead of running it: the same kill points then count
+the rollback's appends, and ``tool:CALL:PHASE`` is inside the compensation of call CALL.
+
 ``--gate CALL:PHASE`` instead stops inside a tool, prints ``gate CALL PHASE`` and waits for a line on stdin: the
 tests use it to hold a live driver exactly where they want it, without sleeping.
 
@@ -104,6 +107,8 @@ async def _work(args: argparse.Namespace) -> dict[str, Any]:
     try:
         if args.mode == "run":
             result = await agent.run(world.TASK, run_id=world.RUN_ID)
+        elif args.mode == "rollback":  # roll back the (ended) run: the kill points count this process's appends
+            result = await agent.rollback(world.RUN_ID, by=ROLLBACK_BY, reason=ROLLBACK_REASON)
         else:
             result = await agent.resume(world.RUN_ID)
     except (LeaseLost, RunBusy) as exc:
@@ -117,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Drive the crash tests' run, and die where told.")
     parser.add_argument("--dir", required=True, help="holds the store, the ledger and the model log")
     parser.add_argument("--scenario", choices=sorted(world.SCENARIOS), default="desk")
-    parser.add_argument("--mode", choices=("run", "resume"), default="run")
+    parser.add_argument("--mode", choices=("run", "resume", "rollback"), default="run")
     parser.add_argument("--kill", default=None, help="after_create | before:N | after:N | tool:CALL:PHASE")
     parser.add_argument("--gate", default=None, help="CALL:PHASE: wait there for a line on stdin")
     parser.add_argument("--clock-offset", type=float, default=0.0, help="seconds added to the store's lease clock")
@@ -126,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcome = asyncio.run(_work(args))
     print(json.dumps(outcome), flush=True)
     return 3 if "error" in outcome else 0
+
+
+ROLLBACK_BY = "crash-test"
+ROLLBACK_REASON = "the customer withdrew"
 
 
 # -- the test side ----------------------------------------------------------------------------------------
@@ -361,6 +370,88 @@ def uncrashed(directory: Path, scenario: str) -> Baseline:
         steps=final.steps_completed,
         appends=ended.outcome["appends"],
     )
+
+
+# -- rollback ---------------------------------------------------------------------------------------------
+
+
+async def run_in_process(directory: Path, scenario: str) -> RunResult:
+    """Run the scenario to its end, uncrashed, from this process."""
+    store = open_store(directory)
+    try:
+        return await world.build_agent(scenario, directory, store).run(world.TASK, run_id=world.RUN_ID)
+    finally:
+        await store.close()
+
+
+async def rollback_in_process(directory: Path, scenario: str, *, clock_offset: float = 3600.0) -> RunResult:
+    """Roll the run back from this process, with a lease clock ``clock_offset`` seconds ahead (see
+    ``resume_in_process``)."""
+    store = open_store(directory, clock_offset=clock_offset)
+    try:
+        agent = world.build_agent(scenario, directory, store)
+        return await agent.rollback(world.RUN_ID, by=ROLLBACK_BY, reason=ROLLBACK_REASON)
+    finally:
+        await store.close()
+
+
+def rollback_journal(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """``normalised_journal``, and also without the attempt counters of compensations and the
+    ``compensation_started`` of an attempt that was interrupted and started again (the rollback's counterpart of
+    ``tool_call_resumed``): what an uncrashed rollback and a crashed-and-resumed one must both leave."""
+    kept = normalised_journal(events)
+    out: list[dict[str, Any]] = []
+    for event in kept:
+        if event["kind"] == "compensation_started":
+            event.pop("attempt")
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and last["kind"] == event["kind"] == "compensation_started"
+            and last["call"] == event["call"]
+        ):
+            out.pop()  # the interrupted attempt: the run_resumed between them is gone already
+        out.append(event)
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class RollbackSurvey(Survey):
+    """Where a rollback of a scenario's ended run can be killed: ``lengths`` starts at the ended run's journal,
+    and there is no creation to die after."""
+
+    @property
+    def kill_points(self) -> list[str]:
+        return [point for point in super().kill_points if point != "after_create"]
+
+
+def survey_rollback(scenario: str) -> RollbackSurvey:
+    """Run the scenario once and roll it back, uncrashed and in memory, measuring the rollback's appends and the
+    crash points inside its compensations (the run's own are not counted)."""
+    passed: list[str] = []
+    lengths: list[int] = []
+
+    class Measuring(KillingStore):
+        async def append(self, run_id: str, owner: str, after_seq: int, events: Sequence[Event], row: Any) -> Any:
+            cancel = await super().append(run_id, owner, after_seq, events, row)
+            lengths.append(after_seq + len(events))
+            return cancel
+
+    async def note(call: str, phase: str) -> None:
+        passed.append(f"{call}:{phase}")
+
+    async def go(directory: Path) -> None:
+        memory = MemoryStore()
+        ran = await world.build_agent(scenario, directory, memory).run(world.TASK, run_id=world.RUN_ID)
+        assert ran.status == "completed", ran
+        lengths.append(len(await memory.load(world.RUN_ID)))
+        agent = world.build_agent(scenario, directory, Measuring(memory, None), checkpoint=note)
+        undone = await agent.rollback(world.RUN_ID, by=ROLLBACK_BY, reason=ROLLBACK_REASON)
+        assert undone.status == "rolled_back", undone
+
+    with tempfile.TemporaryDirectory() as directory:
+        asyncio.run(go(Path(directory)))
+    return RollbackSurvey(lengths=tuple(lengths), checkpoints=tuple(dict.fromkeys(passed)))
 
 
 if __name__ == "__main__":

@@ -4,10 +4,13 @@ Two scenarios, each a scripted conversation and its tools. The tools act on a le
 the store): the effects of the write tools, keyed by idempotency key, and every time a tool's body ran. The
 model writes one line to the model log per request. Each tool passes checkpoints (``enter``, before any effect;
 ``effect``, right after its effect is recorded and before it returns) where a test can kill or hold the process.
+The ``undo`` scenarios are the desk's conversation with write tools whose compensations (a rollback's undos)
+record their voids in the ledger under the call's key plus ``:undo`` and pass the same checkpoints.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -250,6 +253,51 @@ SCENARIOS: dict[str, tuple[Sequence[Turn], tuple[Any, ...]]] = {
         (lookup_order, charge_card),
     ),
 }
+
+
+# -- rollback: the desk's write tools with their undos ---------------------------------------------------------
+
+
+def _undoing(*, dedupe: bool) -> tuple[Any, Any]:
+    """Copies of the desk's two write tools, each with a compensation that records its undo in the ledger under
+    ``ctx.idempotency_key`` (the call's key plus ``:undo``), passing the same checkpoints as the tools. With
+    ``dedupe`` the outside system honours that key (a rerun voids nothing twice); without it every run of a
+    compensation is one more void: a compensation that breaks the contract, for the tests to catch."""
+
+    async def void_refund(ctx: ToolContext, order_id: str, amount_usd: float, result: dict[str, Any]) -> Any:
+        world: World = ctx.deps
+        world.ledger.invoked("void_refund", ctx)
+        await world.at(ctx, "enter")
+        voided = {"voided": result["refund_id"], "order_id": order_id, "amount_usd": amount_usd}
+        recorded = world.ledger.record(
+            "void_refund", ctx.idempotency_key, {"refund_id": result["refund_id"]}, voided, dedupe=dedupe
+        )
+        await world.at(ctx, "effect")
+        return recorded
+
+    async def recall_email(ctx: ToolContext, to: str, subject: str, result: dict[str, Any]) -> Any:
+        world: World = ctx.deps
+        world.ledger.invoked("recall_email", ctx)
+        await world.at(ctx, "enter")
+        recalled = {"recalled": result["message_id"], "to": to}
+        recorded = world.ledger.record(
+            "recall_email", ctx.idempotency_key, {"message_id": result["message_id"]}, recalled, dedupe=dedupe
+        )
+        await world.at(ctx, "effect")
+        return recorded
+
+    refund = dataclasses.replace(issue_refund, compensation_fn=void_refund)
+    email = dataclasses.replace(send_email, compensation_fn=recall_email)
+    return refund, email
+
+
+UNDOS = {"issue_refund": "void_refund", "send_email": "recall_email"}
+"""The ledger name of each write tool's undo."""
+
+# The desk's conversation, with write tools that can be undone (``undo``), or undone sloppily (``undo_sloppy``:
+# compensations that ignore their idempotency key). The desk scenario itself is left as it is.
+SCENARIOS["undo"] = (SCENARIOS["desk"][0], (lookup_order, read_policy, *_undoing(dedupe=True)))
+SCENARIOS["undo_sloppy"] = (SCENARIOS["desk"][0], (lookup_order, read_policy, *_undoing(dedupe=False)))
 
 
 class LoggedModel:

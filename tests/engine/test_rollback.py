@@ -216,3 +216,17 @@ def test_only_a_write_tool_can_declare_a_compensation_and_the_policy_is_checked(
         lookup.compensate(lambda order_id: None)
     with pytest.raises(ConfigError, match="rollback_on"):
         make_agent([reply("x")], [lookup], rollback_on="always")
+
+
+async def test_rolling_back_again_after_a_crash_goes_on_where_it_stopped(make_agent: MakeAgent) -> None:
+    bank = Bank()
+    agent = make_agent(TWO_REFUNDS, bank.tools())
+    run = await agent.run("Refund #1 and #2")
+    bank.crash_in_void.add("#2")
+    with pytest.raises(Crash):
+        await agent.rollback(run.run_id)
+    finished = await make_agent(TWO_REFUNDS, bank.tools()).rollback(run.run_id)  # not resume: rollback again
+    assert finished.status == "rolled_back" and bank.refunds == {}
+    assert bank.undo_log == ["#2 attempt 1", "#2 attempt 2", "#1 attempt 1"]  # the interrupted one is attempt 2
+    kinds = [e.kind for e in await agent.store.load(run.run_id)]
+    assert kinds.count("rollback_started") == 1 and "run_resumed" in kinds

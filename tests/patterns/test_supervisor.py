@@ -185,3 +185,32 @@ async def test_a_child_that_pauses_for_approval_pauses_its_supervisor(store: Sto
     done = await lead.resume("tree2")  # resuming the supervisor resumes the child
     assert (done.status, done.output) == ("completed", "#1 refunded; #2 checked.")
     assert shop.refunds == [("#1", 40.0)]
+
+
+async def test_a_crash_inside_a_child_resumes_the_child_from_its_own_journal(store: Store, clock: Any) -> None:
+    shop = Shop()
+    asked: list[int] = []
+
+    def refunds_then_dies(request: ModelRequest) -> ModelResponse:
+        turn = sum(1 for m in request.messages if m.kind == "assistant")
+        asked.append(turn)
+        if turn == 1 and asked.count(1) == 1:
+            raise Crash()  # after the refund, before the child's answer
+        return [call("issue_refund", order_id="#1", amount=40.0), reply("Refunded #1.")][turn]
+
+    def lead_script() -> list[ModelResponse]:
+        return [call("delegate_to_refunder", task="Refund #1"), reply("Refund done.")]
+
+    def tree() -> Agent:
+        child = refunder(shop, script=refunds_then_dies)
+        return Agent(name="lead", model=ScriptedModel(lead_script()), subagents=[child], store=store)
+
+    with pytest.raises(Crash):
+        await tree().run("Refund #1", run_id="t3")
+    clock.advance(60)  # the dead process's leases (supervisor and child) run out
+    result = await tree().resume("t3")
+    assert (result.status, result.output) == ("completed", "Refund done.")
+    assert shop.refunds == [("#1", 40.0)]  # the child's journaled refund did not run again
+    assert asked == [0, 1, 1]  # the child's first turn was not asked again
+    child = replay(await store.load("t3.1.1"))
+    assert child.status == "completed" and child.parent_id == "t3"

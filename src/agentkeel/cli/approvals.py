@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from agentkeel.agent import Agent
 from agentkeel.cli import exits
 from agentkeel.cli.app import (
     AgentOption,
@@ -113,18 +114,19 @@ def approve(
             before = replay(events)
             _check_waiting(before, call)
             needs_agent = edited is not None or (not no_resume and before.awaiting == (call,))
-            loaded = _agent_for(before, agent, model) if needs_agent else None  # fail before recording anything
+            driving = await _driving(opened, before, agent, model) if needs_agent else None  # fail before recording
             if edited is not None:
-                assert loaded is not None
-                tool = loaded.tools.get(before.approvals[call].name)
+                assert driving is not None
+                owner = _find_agent(driving[1], before.agent)
+                tool = owner.tools.get(before.approvals[call].name) if owner is not None else None
                 if tool is None:
                     raise UsageProblem(f"the agent has no tool {before.approvals[call].name!r} to check --args against")
                 edited = validated_arguments(tool, edited)
             by = _operator()
-            after = await approve_call(opened, found, call, by=by, arguments=edited)
+            await approve_call(opened, found, call, by=by, arguments=edited)
             changed = " with the edited arguments" if edited is not None else ""
             out.note(f"recorded: call {call} ({before.approvals[call].name}) approved{changed}, by {by}")
-            return await _continue(out, opened, found, after, loaded, no_resume)
+            return await _continue(out, opened, found, driving, no_resume)
 
     _execute(out, work)
 
@@ -151,25 +153,50 @@ def reject(
             before = replay(events)
             _check_waiting(before, call)
             will_resume = not no_resume and before.awaiting == (call,)
-            loaded = _agent_for(before, agent, model) if will_resume else None
+            driving = await _driving(opened, before, agent, model) if will_resume else None
             by = _operator()
-            after = await reject_call(opened, found, call, by=by, reason=reason)
+            await reject_call(opened, found, call, by=by, reason=reason)
             out.note(f"recorded: call {call} ({before.approvals[call].name}) rejected, by {by}: {reason}")
-            return await _continue(out, opened, found, after, loaded, no_resume)
+            return await _continue(out, opened, found, driving, no_resume)
 
     _execute(out, work)
 
 
-async def _continue(out: Output, store: Store, run_id: str, after: RunState, loaded: Any, no_resume: bool) -> int:
+async def _driving(store: Store, state: RunState, override: str | None, model: str | None) -> tuple[RunState, Agent]:
+    """The run at the root of ``state``'s tree (itself, unless it is a subagent's run) and the agent that drives
+    it: a subagent's run goes on when its supervisor resumes it."""
+    root = state
+    while root.parent_id is not None:
+        root = replay(await store.load(root.parent_id))
+    return root, _agent_for(root, override, model)
+
+
+def _find_agent(agent: Agent, name: str) -> Agent | None:
+    if agent.name == name:
+        return agent
+    for sub in agent.subagents:
+        found = _find_agent(sub, name)
+        if found is not None:
+            return found
+    return None
+
+
+async def _continue(
+    out: Output, store: Store, run_id: str, driving: tuple[RunState, Agent] | None, no_resume: bool
+) -> int:
     state = replay(await store.load(run_id))
     if state.awaiting:
         out.note(f"run {run_id} still waits for decisions about: {', '.join(state.awaiting)}")
         return exits.OK
-    if no_resume or loaded is None:
-        out.note(f"the run stays paused: continue it with `keel resume {run_id}`")
+    root_id = driving[0].run_id if driving is not None else run_id
+    if no_resume or driving is None:
+        out.note(f"the run stays paused: continue it with `keel resume {root_id}`")
         return exits.OK
-    result = await loaded.replace(store=store).resume(run_id)
-    return await _show_outcome(out, store, result, after.agent)
+    root, agent = driving
+    if root.run_id != run_id:
+        out.note(f"resuming {root.run_id}, the supervisor that delegated to this run")
+    result = await agent.replace(store=store).resume(root.run_id)
+    return await _show_outcome(out, store, result, root.agent)
 
 
 def _check_waiting(state: RunState, call: str) -> None:

@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.concurrency
+	$(BIN)/python -m bench.fanout
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

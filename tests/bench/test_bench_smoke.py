@@ -50,3 +50,13 @@ def test_quick_bench_reports_every_figure_and_target(tmp_path: Path) -> None:
     assert {"nproc", "cpu", "python", "sqlite"} <= set(result["machine"])
     for label in ("floor A", "floor B", "resume", "verdict"):
         assert label in completed.stdout
+
+
+def test_the_fanout_bench_reports_both_stores() -> None:
+    from bench import fanout
+
+    figures = fanout.measure(repeats=1)
+    assert set(figures) == {"memory", "sqlite"}
+    for figure in figures.values():
+        assert figure["wall_s"] >= fanout.IDEAL_S  # no run can beat four 50 ms turns in a row
+    assert "fan-out: a supervisor delegating to 10 subagents" in fanout.render(figures)

@@ -36,6 +36,7 @@ from agentkeel.errors import (
 from agentkeel.gates import Rule, deny, require_approval
 from agentkeel.models.base import Model
 from agentkeel.models.scripted import ScriptedModel, call, calls, reply
+from agentkeel.patterns.pipeline import Pipeline, PipelineContext, StepFailed
 from agentkeel.pricing import Price, PriceTable
 from agentkeel.result import RunResult
 from agentkeel.stores.base import Store
@@ -62,6 +63,8 @@ __all__ = [
     "ModelError",
     "ModelRequest",
     "ModelResponse",
+    "Pipeline",
+    "PipelineContext",
     "Price",
     "PriceTable",
     "Reconciled",
@@ -74,6 +77,7 @@ __all__ = [
     "RunState",
     "SQLiteStore",
     "ScriptedModel",
+    "StepFailed",
     "Store",
     "StoreError",
     "Tool",

@@ -36,6 +36,7 @@ from agentkeel.core.events import (
     RunPaused,
     RunResumed,
     RunStarted,
+    StepFinished,
     ToolCallFinished,
     ToolCallResumed,
     ToolCallRetrying,
@@ -137,6 +138,12 @@ class _TreeBuilder:
             node.add(Text(shorten(event.message, TEXT_LIMIT), style="yellow"))
             if event.evidence:
                 node.add(Text(f"evidence: {shorten(event.evidence, TEXT_LIMIT)}", style="dim"))
+        elif isinstance(event, StepFinished):
+            shown = shorten(json.dumps(event.result, ensure_ascii=False), TEXT_LIMIT)
+            done = Text.assemble(("step ", "bold"), (event.key, "bold cyan"), f" → {shown}")
+            extra = f" · {event.model_calls} model call(s)" if event.model_calls else ""
+            done.append(f"{extra} · {duration(event.latency_s)} · {self._since(event.at)}", style="dim")
+            self.root.add(done)
         elif isinstance(event, CallPreviewed):
             args = shorten(json.dumps(event.arguments, ensure_ascii=False), TEXT_LIMIT)
             label = Text.assemble((f"{event.call} ", "dim"), (event.name, "bold cyan"), f" {args}")

@@ -10,8 +10,9 @@ from typing import Any, Literal
 from agentkeel.core.failures import ToolFailure
 from agentkeel.core.record import record
 
-RunMode = Literal["normal", "dry_run", "apply"]
-"""``dry_run``: write tools are only previewed, and the run's write calls make a plan; ``apply``: the run may make
+RunMode = Literal["normal", "dry_run", "apply", "pipeline"]
+"""``pipeline``: a deterministic workflow whose steps are journaled (``patterns/pipeline.py``);
+``dry_run``: write tools are only previewed, and the run's write calls make a plan; ``apply``: the run may make
 exactly the calls of an approved plan, in order (``RunStarted.plan``)."""
 
 
@@ -150,3 +151,20 @@ class CompensationFinished:
     result: Any = None
     error: ToolFailure | None = None
     resolved_by: str = ""
+
+
+@record
+class StepFinished:
+    """A pipeline's step, done: its result (JSON), and what its model calls used. A resumed pipeline takes the
+    result from here instead of running the step again."""
+
+    kind: Literal["step_finished"] = "step_finished"
+    at: float
+    key: str
+    """The step's name in its pipeline (``summaries[12]``, ``route``): unique within the run."""
+    result: Any = None
+    model_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0

@@ -30,6 +30,7 @@ from agentkeel.core.control_events import (
     PlannedCall,
     RollbackStarted,
     RunMode,
+    StepFinished,
 )
 from agentkeel.core.failures import FailureKind, ToolFailure
 from agentkeel.core.messages import ModelResponse
@@ -59,6 +60,7 @@ __all__ = [
     "RunResumed",
     "RunStarted",
     "RunStatus",
+    "StepFinished",
     "ToolCallFinished",
     "ToolCallResumed",
     "ToolCallRetrying",
@@ -273,6 +275,7 @@ Event = (
     | CallRejected
     | Intervened
     | ContextCompacted
+    | StepFinished
     | CallPreviewed
     | RollbackStarted
     | CompensationStarted

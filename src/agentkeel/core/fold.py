@@ -27,6 +27,7 @@ from agentkeel.core.events import (
     RunPaused,
     RunResumed,
     RunStarted,
+    StepFinished,
     ToolCallFinished,
     ToolCallResumed,
     ToolCallRetrying,
@@ -54,6 +55,17 @@ def _model_responded(state: RunState, event: ModelResponded) -> None:
 
 def _model_retrying(state: RunState, event: ModelRetrying) -> None:
     state.model_retries += 1
+
+
+def _step_finished(state: RunState, event: StepFinished) -> None:
+    if event.key in state.steps:
+        raise JournalError(f"run {state.run_id}: pipeline step {event.key!r} finished twice")
+    state.steps[event.key] = event.result
+    state.model_calls += event.model_calls
+    state.input_tokens += event.input_tokens
+    state.output_tokens += event.output_tokens
+    state.cost_usd += event.cost_usd
+    state.steps_completed += 1
 
 
 def _call_previewed(state: RunState, event: CallPreviewed) -> None:
@@ -246,6 +258,7 @@ APPLY: dict[str, Callable[[RunState, Any], None]] = {
     "intervened": _intervened,
     "context_compacted": _context_compacted,
     "call_previewed": _call_previewed,
+    "step_finished": _step_finished,
     "rollback_started": _rollback_started,
     "compensation_started": _compensation_started,
     "compensation_finished": _compensation_finished,

@@ -96,6 +96,8 @@ class RunState:
     plan_of: str | None = None
     plan_done: int = 0
     """In ``apply`` mode: how many calls of the plan have started."""
+    steps: dict[str, Any] = field(default_factory=dict)
+    """A pipeline's finished steps: their results, by key."""
     rollback: dict[str, Undo] = field(default_factory=dict)
     """The calls a rollback undoes (or undid), in the order their compensations run."""
     rolling_back: bool = False

@@ -17,13 +17,14 @@ import typer
 from agentkeel.agent import Agent
 from agentkeel.cli import exits
 from agentkeel.cli.exits import UsageProblem
-from agentkeel.cli.load import EXAMPLE, load_agent
+from agentkeel.cli.load import EXAMPLE, load_agent, load_runnable
 from agentkeel.cli.lookup import find_run
 from agentkeel.cli.render import Output, print_outcome, print_runs
 from agentkeel.cli.tree import events_json, run_tree
 from agentkeel.core.state import RunState, replay
 from agentkeel.engine.operator import Decision, cancel_run, resolve_call
 from agentkeel.errors import KeelError
+from agentkeel.patterns.pipeline import Pipeline
 from agentkeel.result import RunResult
 from agentkeel.stores.base import Store
 from agentkeel.stores.open import DEFAULT_STORE_URL, default_store_url, open_store
@@ -151,8 +152,13 @@ def run(
     out = Output(as_json=as_json)
 
     async def work() -> int:
-        agent, ref = load_agent(target)
-        agent = _with_model(agent, model)  # before the store opens: a wrong model name changes nothing
+        found, ref = load_runnable(target)
+        if isinstance(found, Pipeline):  # a pipeline's input: JSON if it parses, else the text itself
+            async with _opened(store) as opened:
+                pipeline = found.with_store(opened, ref=ref)
+                result = await pipeline.run(_pipeline_input(task))
+                return await _show_outcome(out, opened, result, pipeline.name)
+        agent = _with_model(found, model)  # before the store opens: a wrong model name changes nothing
         async with _opened(store) as opened:
             agent = agent.replace(ref=ref, store=opened)
             result = await agent.run(task, dry_run=dry_run)
@@ -179,6 +185,12 @@ def resume(
             if state.terminal:
                 out.note(f"run {found} has already ended: nothing to resume")
                 return await _show_outcome(out, opened, RunResult.of(state), state.agent)
+            if state.mode == "pipeline":
+                pipeline, _ = load_runnable(agent or state.agent_ref)
+                if not isinstance(pipeline, Pipeline):
+                    raise UsageProblem(f"run {found} is a pipeline's run: point --agent at the Pipeline object")
+                result = await pipeline.with_store(opened).resume(found)
+                return await _show_outcome(out, opened, result, state.agent)
             loaded = _agent_for(state, agent, model)
             result = await loaded.replace(store=opened).resume(found)
             return await _show_outcome(out, opened, result, state.agent)
@@ -195,6 +207,13 @@ def _agent_for(state: RunState, override: str | None, model: str | None) -> Agen
         )
     agent, _ = load_agent(ref)
     return _with_model(agent, model)
+
+
+def _pipeline_input(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def _with_model(agent: Agent, model: str | None) -> Agent:

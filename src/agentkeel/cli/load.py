@@ -18,6 +18,7 @@ from types import ModuleType
 from agentkeel.agent import Agent
 from agentkeel.cli.exits import UsageProblem
 from agentkeel.errors import KeelError
+from agentkeel.patterns.pipeline import Pipeline
 
 EXAMPLE = "examples/support_desk.py:agent"
 
@@ -25,6 +26,14 @@ EXAMPLE = "examples/support_desk.py:agent"
 def load_agent(ref: str) -> tuple[Agent, str]:
     """The ``Agent`` a reference names, and the reference in the form ``keel resume`` can use from anywhere
     (a file's absolute path, or the module path as given)."""
+    found, canonical = load_runnable(ref)
+    if isinstance(found, Pipeline):
+        raise UsageProblem(f"{ref!r} is a pipeline, not an agent: `keel run {ref} INPUT` runs it")
+    return found, canonical
+
+
+def load_runnable(ref: str) -> tuple[Agent | Pipeline, str]:
+    """The ``Agent`` or ``Pipeline`` a reference names, and the reference in its canonical form."""
     target, sep, name = ref.strip().rpartition(":")
     if not sep or not target or not name:
         raise UsageProblem(
@@ -107,10 +116,10 @@ def _import_failed(target: str, exc: BaseException) -> UsageProblem | BaseExcept
     return UsageProblem(f"loading {target} failed: {type(exc).__name__}: {exc}{where}")
 
 
-def _agent_in(module: ModuleType, target: str, name: str) -> Agent:
-    agents = sorted(key for key, value in vars(module).items() if isinstance(value, Agent))
+def _agent_in(module: ModuleType, target: str, name: str) -> Agent | Pipeline:
+    agents = sorted(key for key, value in vars(module).items() if isinstance(value, Agent | Pipeline))
     found = getattr(module, name, None)
-    if isinstance(found, Agent):
+    if isinstance(found, Agent | Pipeline):
         return found
     if found is None and not hasattr(module, name):
         listed = f"the agents in it: {', '.join(agents)}" if agents else "it defines no Agent at module level"
@@ -119,6 +128,6 @@ def _agent_in(module: ModuleType, target: str, name: str) -> Agent:
     kind = type(found).__name__
     suggestion = f"; the agents in it: {', '.join(agents)}" if agents else ""
     raise UsageProblem(
-        f"{name!r} in {target} is a {kind}, not an Agent: point at an Agent object "
-        f"(`{name} = Agent(name=..., model=..., tools=[...])`){suggestion}"
+        f"{name!r} in {target} is a {kind}, not an Agent or a Pipeline: point at an Agent object "
+        f"(`{name} = Agent(name=..., model=..., tools=[...])`) or a Pipeline{suggestion}"
     )

@@ -86,6 +86,7 @@ class Pipeline:
         model_retry: RetryPolicy | None = None,
         lease_s: float = DEFAULT_LEASE_S,
         max_parallel: int = 8,
+        ref: str = "",
     ) -> None:
         if not name.strip():
             raise ConfigError("Pipeline(name=...) must be a non-empty string: it names the pipeline's runs")
@@ -101,9 +102,26 @@ class Pipeline:
         self.model_retry = model_retry or RetryPolicy(retries=4, backoff_s=0.5, max_backoff_s=30.0)
         self.lease_s = lease_s
         self.max_parallel = max_parallel
+        self.ref = ref
+        """Where ``keel resume`` can load this pipeline from (``file.py:name``); set by ``keel run``."""
         self._store_setting = store
         self._store: Store | None = None
         self._keeper: LeaseKeeper | None = None
+
+    def with_store(self, store: Store | str, *, ref: str | None = None) -> Pipeline:
+        """A copy of this pipeline on another store (and, from ``keel run``, with its reference)."""
+        return Pipeline(
+            name=self.name,
+            flow=self.flow,
+            model=self.model,
+            store=store,
+            budget=self.budget,
+            prices=self.prices,
+            model_retry=self.model_retry,
+            lease_s=self.lease_s,
+            max_parallel=self.max_parallel,
+            ref=self.ref if ref is None else ref,
+        )
 
     @property
     def store(self) -> Store:
@@ -125,6 +143,7 @@ class Pipeline:
             task=task,
             model=self.model.name,
             mode="pipeline",
+            agent_ref=self.ref,
         )
         owner = new_owner()
         state = replay([first])

@@ -171,3 +171,24 @@ async def test_a_budget_stops_a_pipeline_before_the_call_it_cannot_afford(store:
     result = await pipeline.run([f"d{n}" for n in range(10)])
     assert (result.status, result.reason) == ("failed", "budget_exceeded:model_calls")
     assert seen == ["d0", "d1", "d2"]
+
+
+async def test_a_failing_item_ends_the_run_and_stops_its_siblings(store: Store) -> None:
+    async def model(request: ModelRequest) -> ModelResponse:
+        await asyncio.sleep(0)
+        return reply("ok")
+
+    async def item(ctx: PipelineContext, n: int) -> str:
+        if n == 3:
+            raise ValueError("document 3 is corrupt")
+        return await ctx.llm("summary", f"doc {n}")
+
+    async def flow(ctx: PipelineContext, items: list[int]) -> list[str]:
+        return await ctx.map("docs", items, item, limit=2)
+
+    result = await Pipeline(name="digest", flow=flow, model=ScriptedModel(model), store=store).run(list(range(10)))
+    assert (result.status, result.reason) == ("failed", "step_error")
+    assert "ValueError: document 3 is corrupt" in result.detail
+    events = await store.load(result.run_id)
+    assert events[-1].kind == "run_ended"  # nothing journaled after the end
+    assert len(replay(events).steps) < 10

@@ -294,7 +294,7 @@ class Driver:
                     call=call_id,
                     task=valid.kwargs["task"],
                     ledger=self._controls.ledger,
-                    deps=self._config.deps,
+                    deps=None,  # a subagent works with its own deps
                 )
             if done.paused:  # the child waits for a person: so does this run, its call left open
                 self._waiting_children.append(call_id)

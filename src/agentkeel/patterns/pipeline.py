@@ -305,7 +305,12 @@ class PipelineContext:
                 )
                 return await fn(sub, item)
 
-        return list(await asyncio.gather(*(one(i, item) for i, item in enumerate(items))))
+        try:  # a failing item stops its siblings: nothing of the map is journaled after the run's end
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(i, item)) for i, item in enumerate(items)]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
 
     # -- internals ------------------------------------------------------------------------------------------
 

@@ -41,9 +41,10 @@ def research(request: ModelRequest) -> ModelResponse:
         return reply("The task names no order number (#1234): I cannot look anything up.")
     if not seen:
         return calls(("get_order", {"order_id": order_id.group()}), ("read_policy", {"topic": "refunds"}))
-    if seen[0].is_error:
-        return reply(f"No order {order_id.group()} in the shop: {seen[0].content}")
-    order = json.loads(seen[0].content)
+    found = next(m for m in seen if m.name == "get_order")  # the two reads finish in either order
+    if found.is_error:
+        return reply(f"No order {order_id.group()} in the shop: {found.content}")
+    order = json.loads(found.content)
     eligible = order["status"] == "delivered"
     return reply(
         f"Order {order['order_id']} ({order['item']}, ${order['amount_usd']:.2f}) was {order['status']}"

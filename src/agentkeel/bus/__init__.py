@@ -1,0 +1,29 @@
+"""The message bus: specialised agents subscribe to topics and publish their outputs, with no orchestrator.
+
+``Bus`` is the port (``base.py``); ``MemoryBus``, ``SQLiteBus`` (durable, the default) and ``RedisBus``
+(``redis_streams.py``, several machines) are its backends; ``Worker`` is the consumer loop (``worker.py``).
+"""
+
+from agentkeel.bus.base import Bus, DeadLetter, Message, Outgoing, TopicStats, dead_topic
+from agentkeel.bus.memory import MemoryBus
+from agentkeel.bus.open import DEFAULT_BUS_URL, default_bus_url, open_bus
+from agentkeel.bus.sqlite import SQLiteBus
+from agentkeel.bus.worker import Handler, Worker, agent_handler, message_task
+
+__all__ = [
+    "DEFAULT_BUS_URL",
+    "Bus",
+    "DeadLetter",
+    "Handler",
+    "MemoryBus",
+    "Message",
+    "Outgoing",
+    "SQLiteBus",
+    "TopicStats",
+    "Worker",
+    "agent_handler",
+    "dead_topic",
+    "default_bus_url",
+    "message_task",
+    "open_bus",
+]

@@ -1,0 +1,218 @@
+"""The ``Bus`` port: topics that specialised agents subscribe to and publish on, with no orchestrator between them.
+
+Rules every backend keeps, checked by the shared bus test suite (``tests/bus/test_bus_contract.py``):
+
+* Each *group* of consumers on a topic sees every message of the topic once per delivery, in publishing order
+  (a new group starts at the topic's oldest retained message). Consumers in one group share the work.
+* Delivery is **at least once**: a message stays pending for its group until it is settled (acked or sent to the
+  dead-letter topic). A consumer that dies leaves it pending; ``claim_stale`` hands it to another consumer once it
+  has been idle long enough, with ``attempts`` one higher. ``nack`` gives it back for redelivery at once.
+* Settling is **effectively once**: ``ack`` records ``(group, message id)`` as handled, publishes the handler's
+  outputs and removes the delivery, all in one transaction. A second settlement of the same message in the same
+  group (a slow consumer finishing after another one claimed its message) changes nothing and returns False, so
+  the outputs of one message reach the bus once. Messages already handled are never delivered to the group again.
+* A message that keeps failing goes to ``<topic>.dead`` with its last error (``dead_letter``), settled the same way.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agentkeel.errors import ConfigError
+
+DEAD_SUFFIX = ".dead"
+
+
+def dead_topic(topic: str) -> str:
+    """Where a topic's messages go when they keep failing."""
+    return f"{topic}{DEAD_SUFFIX}"
+
+
+def new_message_id() -> str:
+    """Sortable by creation time and unique across processes: 12 hex digits of milliseconds, 10 random."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(5)}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Message:
+    """One message on a topic, as published or as delivered to a group."""
+
+    id: str
+    """Unique and sortable; the key of the handled-ids record (a handler dedupes its own side effects by it)."""
+    topic: str
+    payload: Any
+    """Any JSON value."""
+    correlation_id: str
+    """The piece of work the message belongs to: a reply keeps its parent's, so one trace holds them all."""
+    causation_id: str | None = None
+    """The id of the message this one answers (None: it starts a piece of work)."""
+    attempts: int = 0
+    """How many times it has been delivered to this group, this delivery included (0: not delivered yet)."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Free-form metadata; a dead letter carries ``error``, ``dead_from``, ``group`` and ``attempts``."""
+    published_at: float = 0.0
+    receipt: str = ""
+    """How the backend finds this delivery again (a stream entry id, a row number); set on delivery."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "topic": self.topic,
+            "payload": self.payload,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "attempts": self.attempts,
+            "headers": dict(self.headers),
+            "published_at": self.published_at,
+        }
+
+
+Outgoing = tuple[str, Any]
+"""A message a handler publishes: ``(topic, payload)``; it keeps the handled message's correlation id."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TopicStats:
+    """How one group keeps up with one topic (``keel bus``)."""
+
+    topic: str
+    group: str
+    """``""`` for a topic no group reads yet."""
+    messages: int
+    """Messages published on the topic (and still retained)."""
+    pending: int
+    """Delivered to the group and not settled yet: being handled, waiting for a retry, or left by a dead consumer."""
+    lag: int
+    """Published but not yet delivered to the group."""
+    dead: int
+    """Dead letters of the topic (all groups)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "group": self.group,
+            "messages": self.messages,
+            "pending": self.pending,
+            "lag": self.lag,
+            "dead": self.dead,
+        }
+
+
+class DeadLetter(Exception):
+    """Raise in a handler to send its message to the dead-letter topic at once, with this reason, without retries."""
+
+
+class Bus(Protocol):
+    """Topics, consumer groups, deliveries and the handled-ids record. Safe to use from several processes at once
+    (the in-memory bus: from one process)."""
+
+    url: str
+    """Where the bus lives (passwords masked), for messages."""
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Message:
+        """Append a message to the topic; without a correlation id, the message starts a piece of work (its own
+        id)."""
+        ...
+
+    async def consume(self, topic: str, group: str, consumer: str, *, block_s: float = 0.0) -> Message | None:
+        """The group's next message for ``consumer``: one given back by ``nack`` first, else the next new one.
+        Waits up to ``block_s`` for one; None if there is none."""
+        ...
+
+    async def ack(self, message: Message, group: str, *, publish: Sequence[Outgoing] = ()) -> bool:
+        """Settle a delivered message as handled and publish the handler's outputs, in one transaction. False (and
+        nothing published) if the group had already settled it."""
+        ...
+
+    async def nack(self, message: Message, group: str, error: str) -> None:
+        """Give a delivered message back for redelivery (``attempts`` one higher), noting why it failed."""
+        ...
+
+    async def dead_letter(self, message: Message, group: str, error: str) -> bool:
+        """Settle a delivered message by publishing it on ``<topic>.dead`` with ``error``, in one transaction.
+        False (and nothing published) if the group had already settled it."""
+        ...
+
+    async def claim_stale(self, topic: str, group: str, consumer: str, *, idle_s: float) -> list[Message]:
+        """Take over the group's deliveries that have been idle for ``idle_s`` or more (their consumer died or
+        hangs); each comes back with ``attempts`` one higher."""
+        ...
+
+    async def topics(self) -> list[TopicStats]:
+        """Every topic with each of its groups, sorted by topic then group (dead-letter topics fold into their
+        topic's ``dead`` count)."""
+        ...
+
+    async def dead_letters(self, topic: str) -> list[Message]:
+        """The messages of ``topic`` that went to its dead-letter topic, oldest first."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def outgoing_message(parent: Message, topic: str, payload: Any) -> Message:
+    """A handler's output: a new message in the same piece of work, caused by ``parent``."""
+    return Message(
+        id=new_message_id(),
+        topic=topic,
+        payload=payload,
+        correlation_id=parent.correlation_id,
+        causation_id=parent.id,
+        published_at=time.time(),
+    )
+
+
+def dead_message(message: Message, group: str, error: str) -> Message:
+    """What goes to ``<topic>.dead`` when ``group`` gives up on ``message``."""
+    headers = {**message.headers, "error": error, "dead_from": message.id, "group": group}
+    headers["attempts"] = str(message.attempts)
+    return Message(
+        id=new_message_id(),
+        topic=dead_topic(message.topic),
+        payload=message.payload,
+        correlation_id=message.correlation_id,
+        causation_id=message.id,
+        headers=headers,
+        published_at=time.time(),
+    )
+
+
+def new_message(
+    topic: str,
+    payload: Any,
+    *,
+    correlation_id: str | None,
+    causation_id: str | None,
+    headers: Mapping[str, str] | None,
+    now: float,
+) -> Message:
+    """A message about to be published (its own id is its correlation id when it starts a piece of work)."""
+    message_id = new_message_id()
+    return Message(
+        id=message_id,
+        topic=topic,
+        payload=payload,
+        correlation_id=correlation_id or message_id,
+        causation_id=causation_id,
+        headers=dict(headers or {}),
+        published_at=now,
+    )
+
+
+def check_topic(topic: str) -> str:
+    """A topic name is non-empty printable text without spaces."""
+    if not topic or any(char.isspace() for char in topic) or not topic.isprintable():
+        raise ConfigError(f"a topic name is non-empty text without spaces, e.g. 'research.done': got {topic!r}")
+    return topic

@@ -1,0 +1,299 @@
+"""The durable bus (the default): topics in a SQLite file, WAL, safe for several processes on one machine.
+
+Its tables (``keel_bus_*``) can share the store's file or live in a file of their own. Every operation is one
+short ``BEGIN IMMEDIATE`` transaction, so a delivery, a settlement and the outputs it publishes commit together or
+not at all. A consumer in another process learns of new messages by polling (``consume(block_s=...)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from agentkeel.bus.base import (
+    DEAD_SUFFIX,
+    Message,
+    Outgoing,
+    TopicStats,
+    check_topic,
+    dead_message,
+    dead_topic,
+    new_message,
+    outgoing_message,
+)
+from agentkeel.errors import StoreError
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS keel_bus_messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
+    "topic TEXT NOT NULL, payload TEXT NOT NULL, correlation_id TEXT NOT NULL, causation_id TEXT, "
+    "headers TEXT NOT NULL, published_at REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS keel_bus_messages_topic ON keel_bus_messages (topic, seq)",
+    # A group's cursor: the seq of the last message of the topic it was given.
+    "CREATE TABLE IF NOT EXISTS keel_bus_groups (topic TEXT NOT NULL, grp TEXT NOT NULL, "
+    "cursor INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (topic, grp))",
+    # Deliveries not settled yet; consumer NULL: given back by nack, first in line for the group's next consume.
+    "CREATE TABLE IF NOT EXISTS keel_bus_pending (grp TEXT NOT NULL, seq INTEGER NOT NULL, topic TEXT NOT NULL, "
+    "consumer TEXT, attempts INTEGER NOT NULL, delivered_at REAL NOT NULL, error TEXT NOT NULL DEFAULT '', "
+    "PRIMARY KEY (grp, seq))",
+    "CREATE TABLE IF NOT EXISTS keel_bus_handled (grp TEXT NOT NULL, message_id TEXT NOT NULL, at REAL NOT NULL, "
+    "PRIMARY KEY (grp, message_id))",
+)
+_COLUMNS = "seq, id, topic, payload, correlation_id, causation_id, headers, published_at"
+_POLL_S = 0.05
+
+
+class SQLiteBus:
+    """Topics, groups, deliveries and the handled-ids record in a SQLite file."""
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{path}"
+        self._clock = clock
+        self._lock = threading.Lock()
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            with self._write() as db:
+                for statement in _SCHEMA:
+                    db.execute(statement)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the bus at {self.url}: {exc}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"the bus at {self.url} failed: {exc}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise StoreError(f"the bus at {self.url} failed: {exc}") from exc
+
+    # -- the Bus protocol ---------------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Message:
+        message = new_message(
+            check_topic(topic),
+            payload,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            headers=headers,
+            now=self._clock(),
+        )
+        with self._write() as db:
+            _insert(db, [message])
+        return message
+
+    async def consume(self, topic: str, group: str, consumer: str, *, block_s: float = 0.0) -> Message | None:
+        deadline = time.monotonic() + block_s
+        while True:
+            with self._write() as db:
+                message = self._next(db, topic, group, consumer)
+            left = deadline - time.monotonic()
+            if message is not None or left <= 0:
+                return message
+            await asyncio.sleep(min(_POLL_S, left))  # other processes publish too: poll
+
+    def _next(self, db: sqlite3.Connection, topic: str, group: str, consumer: str) -> Message | None:
+        now = self._clock()
+        db.execute("INSERT OR IGNORE INTO keel_bus_groups (topic, grp) VALUES (?, ?)", (topic, group))
+        retry = db.execute(
+            "SELECT seq, attempts, error FROM keel_bus_pending WHERE grp = ? AND topic = ? AND consumer IS NULL "
+            "ORDER BY seq LIMIT 1",
+            (group, topic),
+        ).fetchone()
+        if retry is not None:
+            seq, attempts, error = retry
+            db.execute(
+                "UPDATE keel_bus_pending SET consumer = ?, attempts = ?, delivered_at = ? WHERE grp = ? AND seq = ?",
+                (consumer, attempts + 1, now, group, seq),
+            )
+            return _delivered(db, seq, attempts + 1, error)
+        (cursor,) = db.execute(
+            "SELECT cursor FROM keel_bus_groups WHERE topic = ? AND grp = ?", (topic, group)
+        ).fetchone()
+        while True:
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM keel_bus_messages WHERE topic = ? AND seq > ? ORDER BY seq LIMIT 1",
+                (topic, cursor),
+            ).fetchone()
+            if row is None:
+                return None
+            cursor = row[0]
+            db.execute("UPDATE keel_bus_groups SET cursor = ? WHERE topic = ? AND grp = ?", (cursor, topic, group))
+            if db.execute(
+                "SELECT 1 FROM keel_bus_handled WHERE grp = ? AND message_id = ?", (group, row[1])
+            ).fetchone():
+                continue  # settled by this group already (published twice under one id): never again
+            db.execute(
+                "INSERT INTO keel_bus_pending (grp, seq, topic, consumer, attempts, delivered_at) "
+                "VALUES (?, ?, ?, ?, 1, ?)",
+                (group, cursor, topic, consumer, now),
+            )
+            return _message(row, attempts=1)
+
+    def _settle(self, db: sqlite3.Connection, message: Message, group: str) -> bool:
+        db.execute("DELETE FROM keel_bus_pending WHERE grp = ? AND seq = ?", (group, int(message.receipt)))
+        return bool(
+            db.execute(
+                "INSERT OR IGNORE INTO keel_bus_handled (grp, message_id, at) VALUES (?, ?, ?)",
+                (group, message.id, self._clock()),
+            ).rowcount
+        )
+
+    async def ack(self, message: Message, group: str, *, publish: Sequence[Outgoing] = ()) -> bool:
+        outputs = [outgoing_message(message, check_topic(topic), payload) for topic, payload in publish]
+        with self._write() as db:
+            if not self._settle(db, message, group):
+                return False
+            _insert(db, outputs)
+        return True
+
+    async def nack(self, message: Message, group: str, error: str) -> None:
+        with self._write() as db:  # only the delivery it was given (a claimed one has moved on: attempts differ)
+            db.execute(
+                "UPDATE keel_bus_pending SET consumer = NULL, error = ? WHERE grp = ? AND seq = ? AND attempts = ?",
+                (error, group, int(message.receipt), message.attempts),
+            )
+
+    async def dead_letter(self, message: Message, group: str, error: str) -> bool:
+        with self._write() as db:
+            if not self._settle(db, message, group):
+                return False
+            _insert(db, [dead_message(message, group, error)])
+        return True
+
+    async def claim_stale(self, topic: str, group: str, consumer: str, *, idle_s: float) -> list[Message]:
+        now = self._clock()
+        with self._write() as db:
+            stale = db.execute(
+                "SELECT seq, attempts, error FROM keel_bus_pending WHERE grp = ? AND topic = ? "
+                "AND consumer IS NOT NULL AND delivered_at <= ? ORDER BY seq",
+                (group, topic, now - idle_s),
+            ).fetchall()
+            claimed = []
+            for seq, attempts, error in stale:
+                db.execute(
+                    "UPDATE keel_bus_pending SET consumer = ?, attempts = ?, delivered_at = ? "
+                    "WHERE grp = ? AND seq = ?",
+                    (consumer, attempts + 1, now, group, seq),
+                )
+                claimed.append(_delivered(db, seq, attempts + 1, error))
+        return claimed
+
+    async def topics(self) -> list[TopicStats]:
+        with self._read() as db:
+            counts = dict(db.execute("SELECT topic, count(*) FROM keel_bus_messages GROUP BY topic").fetchall())
+            groups = db.execute("SELECT topic, grp, cursor FROM keel_bus_groups ORDER BY topic, grp").fetchall()
+            pending = {
+                (topic, group): count
+                for topic, group, count in db.execute(
+                    "SELECT topic, grp, count(*) FROM keel_bus_pending GROUP BY topic, grp"
+                ).fetchall()
+            }
+            lag = {
+                (topic, group): db.execute(
+                    "SELECT count(*) FROM keel_bus_messages WHERE topic = ? AND seq > ?", (topic, cursor)
+                ).fetchone()[0]
+                for topic, group, cursor in groups
+            }
+        read = {topic for topic, _, _ in groups}
+        rows = [(topic, group) for topic, group, _ in groups]
+        rows += [(topic, "") for topic in counts if topic not in read and not topic.endswith(DEAD_SUFFIX)]
+        return sorted(
+            (
+                TopicStats(
+                    topic=topic,
+                    group=group,
+                    messages=counts.get(topic, 0),
+                    pending=pending.get((topic, group), 0),
+                    lag=lag.get((topic, group), 0),
+                    dead=counts.get(dead_topic(topic), 0),
+                )
+                for topic, group in rows
+            ),
+            key=lambda row: (row.topic, row.group),
+        )
+
+    async def dead_letters(self, topic: str) -> list[Message]:
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM keel_bus_messages WHERE topic = ? ORDER BY seq", (dead_topic(topic),)
+            ).fetchall()
+        return [_message(row, attempts=0) for row in rows]
+
+    async def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _insert(db: sqlite3.Connection, messages: Sequence[Message]) -> None:
+    db.executemany(
+        "INSERT INTO keel_bus_messages (id, topic, payload, correlation_id, causation_id, headers, published_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                message.id,
+                message.topic,
+                json.dumps(message.payload),
+                message.correlation_id,
+                message.causation_id,
+                json.dumps(dict(message.headers)),
+                message.published_at,
+            )
+            for message in messages
+        ],
+    )
+
+
+def _delivered(db: sqlite3.Connection, seq: int, attempts: int, error: str) -> Message:
+    row = db.execute(f"SELECT {_COLUMNS} FROM keel_bus_messages WHERE seq = ?", (seq,)).fetchone()
+    return _message(row, attempts=attempts, error=error)
+
+
+def _message(row: Sequence[Any], *, attempts: int, error: str = "") -> Message:
+    seq, message_id, topic, payload, correlation_id, causation_id, headers, published_at = row
+    decoded: dict[str, str] = json.loads(headers)
+    if error:
+        decoded["error"] = error
+    return Message(
+        id=message_id,
+        topic=topic,
+        payload=json.loads(payload),
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        attempts=attempts,
+        headers=decoded,
+        published_at=published_at,
+        receipt=str(seq),
+    )

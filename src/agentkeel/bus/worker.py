@@ -1,0 +1,168 @@
+"""The consumer loop: subscriptions of handlers to topics, retries, dead letters, stale deliveries taken over.
+
+Per delivered message: a handler that returns settles it (``ack``: the handled-ids record, the outputs and the
+acknowledgement in one transaction); one that raises gives it back for another attempt (``nack``), until its
+``max_attempts``-th delivery fails, which sends it to ``<topic>.dead`` with the last error. A message delivered more
+than ``max_attempts`` times (its handlers keep killing their process) goes there too, without running again.
+
+What is guaranteed: every message is handled at least once per group; its outputs are published once per group,
+whatever crashed when; a handler's effects *outside* the bus happen again when its process died mid-message (it
+sees ``attempts > 1`` and can dedupe by ``message.id``), except an agent's (``agent_handler``): its run id comes
+from the message id, so a redelivery resumes the same run, whose journal repeats no tool call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
+
+from agentkeel.bus.base import Bus, DeadLetter, Message, Outgoing, check_topic
+from agentkeel.core.state import RunState, replay
+from agentkeel.errors import RunNotFound, StoreError
+from agentkeel.result import RunResult
+
+if TYPE_CHECKING:
+    from agentkeel.agent import Agent
+
+Handler = Callable[[Message], Awaitable[Sequence[Outgoing] | None]]
+"""Handles one message; returns the messages to publish in reply (same correlation id), or None."""
+
+Outcome = Literal["acked", "duplicate", "retry", "dead"]
+
+log = logging.getLogger("agentkeel.bus")
+
+
+def new_consumer() -> str:
+    """A consumer's name: host, process and a token (two workers in one process are two consumers)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+
+
+class Worker:
+    """Consumes the subscribed topics as one consumer of ``group`` and runs their handlers."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        subscriptions: Mapping[str, Handler],
+        *,
+        group: str,
+        consumer: str | None = None,
+        max_attempts: int = 5,
+        claim_idle_s: float = 60.0,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts is at least 1: got {max_attempts}")
+        self.bus = bus
+        self.subscriptions = {check_topic(topic): handler for topic, handler in subscriptions.items()}
+        self.group = group
+        self.consumer = consumer or new_consumer()
+        self.max_attempts = max_attempts
+        self.claim_idle_s = claim_idle_s
+        """A delivery idle this long is taken over: longer than the slowest handler, or two consumers run it."""
+
+    async def handle(self, message: Message) -> Outcome:
+        """Run the topic's handler on a delivered message and settle it."""
+        handler = self.subscriptions[message.topic]
+        if message.attempts > self.max_attempts:  # the handler keeps dying with its process: do not run it again
+            error = message.headers.get("error") or "its consumer died while handling it"
+            return await self._dead(message, f"delivered {message.attempts} times; last: {error}")
+        try:
+            outputs = await handler(message)
+        except DeadLetter as exc:
+            return await self._dead(message, str(exc))
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if message.attempts >= self.max_attempts:
+                return await self._dead(message, f"failed {message.attempts} times; last: {error}")
+            log.warning("%s on %s failed (attempt %d): %s", message.id, message.topic, message.attempts, error)
+            await self.bus.nack(message, self.group, error)
+            return "retry"
+        if await self.bus.ack(message, self.group, publish=outputs or ()):
+            return "acked"
+        log.info("%s on %s was settled by another consumer of %s first", message.id, message.topic, self.group)
+        return "duplicate"
+
+    async def _dead(self, message: Message, error: str) -> Outcome:
+        await self.bus.dead_letter(message, self.group, error)
+        log.warning("%s on %s went to %s.dead: %s", message.id, message.topic, message.topic, error)
+        return "dead"
+
+    async def step(self, *, block_s: float = 0.0) -> int:
+        """Take over stale deliveries, then handle at most one new message per topic; how many were handled."""
+        handled = 0
+        for topic in self.subscriptions:
+            handled += await self._step_topic(topic, block_s=block_s)
+        return handled
+
+    async def _step_topic(self, topic: str, *, block_s: float) -> int:
+        handled = 0
+        for stale in await self.bus.claim_stale(topic, self.group, self.consumer, idle_s=self.claim_idle_s):
+            await self.handle(stale)
+            handled += 1
+        message = await self.bus.consume(topic, self.group, self.consumer, block_s=block_s)
+        if message is not None:
+            await self.handle(message)
+            handled += 1
+        return handled
+
+    async def run(self, stop: asyncio.Event, *, block_s: float = 1.0) -> None:
+        """Handle messages, one task per topic, until ``stop`` is set (each task notices within ``block_s``)."""
+
+        async def loop(topic: str) -> None:
+            while not stop.is_set():
+                await self._step_topic(topic, block_s=block_s)
+
+        async with asyncio.TaskGroup() as tasks:
+            for topic in self.subscriptions:
+                tasks.create_task(loop(topic))
+
+
+def message_task(message: Message) -> str:
+    """An agent's task from a message: a string payload, a payload's ``task``, or the payload as JSON."""
+    payload = message.payload
+    if isinstance(payload, str):
+        return payload
+    if isinstance(payload, dict) and isinstance(payload.get("task"), str):
+        return str(payload["task"])
+    return json.dumps(payload, ensure_ascii=False)
+
+
+def agent_handler(
+    agent: Agent, *, reply_topic: str | None = None, task: Callable[[Message], str] = message_task
+) -> Handler:
+    """A handler that runs ``agent`` on each message and publishes ``{"output", "run_id"}`` on ``reply_topic``.
+
+    The run's id is ``bus-<agent>-<message id>``: a redelivered message resumes that run (or reads its result)
+    instead of starting another. A run that does not complete sends the message to the dead-letter topic.
+    """
+
+    async def handle(message: Message) -> Sequence[Outgoing]:
+        run_id = f"bus-{agent.name}-{message.id}"
+        found = await _load(agent, run_id)
+        if found is None:
+            try:
+                result = await agent.run(task(message), run_id=run_id)
+            except StoreError:  # another consumer started it a moment ago
+                result = await agent.resume(run_id)
+        elif found.terminal:
+            result = RunResult.of(found)
+        else:
+            result = await agent.resume(run_id)
+        if result.status != "completed":
+            raise DeadLetter(f"run {run_id} ended {result.status}({result.reason}): {result.detail}")
+        return [(reply_topic, {"output": result.output, "run_id": run_id})] if reply_topic else []
+
+    return handle
+
+
+async def _load(agent: Agent, run_id: str) -> RunState | None:
+    try:
+        return replay(await agent.store.load(run_id))
+    except RunNotFound:
+        return None

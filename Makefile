@@ -23,6 +23,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.concurrency
 	$(BIN)/python -m bench.fanout
+	$(BIN)/python -m bench.bus
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -131,6 +131,7 @@ class Agent:
         self._store_setting = store
         self._store: Store | None = None
         self._keeper: LeaseKeeper | None = None
+        self._config: DriveConfig | None = None
         self._settings: dict[str, Any] = {
             "name": name,
             "model": self.model,
@@ -351,8 +352,18 @@ class Agent:
         *,
         parent_ledger: Ledger | None = None,
     ) -> Driver:
-        config = DriveConfig(
-            instructions=state.instructions,
+        config = self._config if deps is None and parent_ledger is None else None
+        if config is None or config.instructions != state.instructions:
+            config = self._drive_config(state.instructions, deps, parent_ledger)
+            if deps is None and parent_ledger is None:
+                self._config = config  # every run of the agent shares it
+        if self._keeper is None:
+            self._keeper = LeaseKeeper(self.store, self.lease_s)
+        return Driver(config=config, store=self.store, state=state, owner=owner, keeper=self._keeper, cancel=cancel)
+
+    def _drive_config(self, instructions: str, deps: Any, parent_ledger: Ledger | None) -> DriveConfig:
+        return DriveConfig(
+            instructions=instructions,
             model=self.model,
             tools=self.tools,
             schemas=self._schemas,
@@ -368,9 +379,6 @@ class Agent:
             parent_ledger=parent_ledger,
             deps=self.deps if deps is None else deps,
         )
-        if self._keeper is None:
-            self._keeper = LeaseKeeper(self.store, self.lease_s)
-        return Driver(config=config, store=self.store, state=state, owner=owner, keeper=self._keeper, cancel=cancel)
 
     def _check_fits(self, state: RunState) -> None:
         """A run resumes only with an agent that has every tool it called."""

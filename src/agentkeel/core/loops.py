@@ -37,9 +37,8 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentkeel.core.calls import CallRecord
 from agentkeel.core.events import ToolCallFinished
@@ -54,22 +53,24 @@ REMEMBERED_RESULTS = 1024
 _PREVIEW = 80
 
 
-@dataclass(slots=True)
-class _Seen:
+class _Seen(NamedTuple):
     """A call as the tracker remembers it, for the evidence (shortened only when evidence is written: the windows
-    hold a few dozen calls, whose texts the run's conversation holds anyway)."""
+    hold a few dozen calls, whose texts the run's conversation holds anyway). A tuple of plain values: the
+    garbage collector stops tracking it, so a thousand live runs' windows cost it nothing."""
 
     call: str
     name: str
-    raw_arguments: Any
-    """The arguments, or ``None`` for a call refused before it ran."""
+    key: Any
+    """The arguments' key (``_arguments_key``), or ``None`` for a call refused before it ran."""
     content: str
 
     @property
     def arguments(self) -> str:
-        if self.raw_arguments is None:
+        key = self.key
+        if key is None:
             return "..."
-        return _shorten(json.dumps(self.raw_arguments, sort_keys=True, ensure_ascii=False, default=repr))
+        shown = key if isinstance(key, str) else json.dumps(dict(key), sort_keys=True, ensure_ascii=False, default=repr)
+        return _shorten(shown)
 
     @property
     def result(self) -> str:
@@ -190,8 +191,9 @@ class LoopTracker:
 
     def _add(self, call: str, name: str, arguments: Any, content: str, failed: bool) -> None:
         outcome = hash((name, content))
-        key = hash((outcome, _arguments_key(arguments)))
-        seen = _Seen(call=call, name=name, raw_arguments=arguments, content=content)
+        arguments_key = _arguments_key(arguments)
+        key = hash((outcome, arguments_key))
+        seen = _Seen(call, name, arguments_key, content)
         policy = self.policy
         if (
             policy.repeated_call is not None

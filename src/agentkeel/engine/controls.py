@@ -52,18 +52,23 @@ class DriveConfig:
     deps: Any = None
 
 
+_NONE: list[Switch] = []  # shared, never changed: reload() replaces it
+
+
 class Controls:
     """One run's budget, loop tracker, kill switches and context policy, as the driver consults them."""
 
     def __init__(self, config: DriveConfig, state: RunState, driven_s: Callable[[], float]) -> None:
         self.price: Price | None = config.prices.price(config.model.name)
         self._context = config.context
-        self.loops = LoopTracker.of(state, config.loops) if config.loops is not None else None
+        self._loop_policy = config.loops
+        self.loops: LoopTracker | None = None
+        """Made when the run's first call finishes (a run parked on its model holds none)."""
         self.ledger: Ledger | None = None
         if config.budget is not None or config.parent_ledger is not None:
             spent = Spend.of(state, driven_s=driven_s()).plus(children_spend(state))
             self.ledger = Ledger(config.budget, spent, parent=config.parent_ledger, name=state.run_id, clock=driven_s)
-        self.switches: list[Switch] = []
+        self.switches: list[Switch] = _NONE
         self.switch_version = 0
         """The store's kill-switch version when they were last read."""
 
@@ -132,8 +137,12 @@ class Controls:
 
     def observe(self, state: RunState, events: Sequence[Event]) -> None:
         """Tell the loop tracker about the calls that just finished."""
+        if self._loop_policy is None:
+            return
         loops = self.loops
         if loops is None:
+            if any(event.kind == "tool_call_finished" for event in events):
+                self.loops = LoopTracker.of(state, self._loop_policy)  # the state holds these events already
             return
         for event in events:
             if event.kind == "tool_call_finished":
@@ -146,9 +155,13 @@ class Controls:
     def loop_check(self, state: RunState) -> Event | None:
         """Before a model call: ``None``, or, when the run goes round, ``Intervened`` (the model is told) or, if
         it went on after being told, its end ``failed(loop_detected)`` with the evidence."""
+        if self._loop_policy is None:
+            return None
         loops = self.loops
         if loops is None:
-            return None
+            if not state.calls and not state.tool_errors:
+                return None  # no call has finished: no rule can trip
+            loops = self.loops = LoopTracker.of(state, self._loop_policy)  # a resumed run: rebuilt once
         loops.end_step(state.steps_completed)
         verdict = loops.verdict(state.interventions)
         if verdict is None:
@@ -166,8 +179,8 @@ class Controls:
         """Before a model call: the compaction to journal when the conversation has grown past the policy's
         threshold (judged by the prompt size the model reported last), else ``None``."""
         policy = self._context
-        if policy is None:
-            return None
+        if policy is None or state.last_input_tokens <= policy.max_tokens:
+            return None  # the common case, in O(1): the prompt is within bounds
         conversation = state.conversation()
         upto = plan_compaction(
             conversation, upto=state.compacted_upto, prompt_tokens=state.last_input_tokens, policy=policy

@@ -86,11 +86,11 @@ class Driver:
         """A pending cancel request: honoured before the next model call, tool call or recovery."""
         self._drive_start = time.monotonic()
         self._active_before = state.active_s
-        self._commit_lock = asyncio.Lock()  # concurrent tool calls commit one at a time, in sequence order
+        self._commit_lock: asyncio.Lock | None = None  # concurrent tool calls commit one at a time (made when needed)
         self._concurrent = False  # whether tool calls are running side by side (the lock is needed only then)
         self._no_context = self._context("", "", 1)
         self._controls = Controls(config, state, self._driven_s)
-        self._delegations = asyncio.Semaphore(config.max_parallel)  # a supervisor's children run side by side
+        self._delegations: asyncio.Semaphore | None = None  # a supervisor's children side by side (made when needed)
         self._waiting_children: list[str] = []
         self._row_status = ""  # the run row as last written: its status, and when
         self._row_written = 0.0
@@ -285,6 +285,8 @@ class Driver:
             message = disabled_message(switch, valid.tool.name)
             outcome = ToolOutcome(content=message, failure=ToolFailure(kind="disabled", message=message), attempts=0)
         elif valid.tool.subagent is not None:  # a supervisor's delegation: a child run
+            if self._delegations is None:
+                self._delegations = asyncio.Semaphore(self._config.max_parallel)
             async with self._delegations:
                 started = time.perf_counter()
                 done = await delegate(
@@ -426,6 +428,8 @@ class Driver:
     async def _commit(self, events: list[Event], *, listed: bool = True) -> None:
         """Fold the events into the state and append them (see the module's docstring for why that order is safe)."""
         if self._concurrent:  # tool calls side by side: their commits go one at a time, in sequence order
+            if self._commit_lock is None:
+                self._commit_lock = asyncio.Lock()
             async with self._commit_lock:
                 await self._commit_now(events, listed)
         else:

@@ -30,6 +30,11 @@ class LeaseKeeper:
 
     def drop(self, run_id: str) -> None:
         self._held.pop(run_id, None)
+        task = self._task
+        if not self._held and task is not None:  # nothing left to renew: let the task go now, not a sleep later
+            self._task = None  # (the keeper keeps no reference to it: no cycle keeps the store alive)
+            if not task.done():
+                task.cancel()
 
     async def _renew(self) -> None:
         while self._held:

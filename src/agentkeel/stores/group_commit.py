@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-from agentkeel.errors import KeelError
+from agentkeel.errors import KeelError, StoreError
 
 Conn = TypeVar("Conn")
 Conn_co = TypeVar("Conn_co", covariant=True)
@@ -52,6 +52,7 @@ class GroupCommit(Generic[Conn]):
         """Whether no other run could share a commit now: then a write commits at once, without waiting a turn."""
         self._queue: list[tuple[Callable[[Conn, list[Any]], list[Any]], Any, asyncio.Future[Any]]] = []
         self._scheduled: asyncio.AbstractEventLoop | None = None
+        self._closed = False
         self.batches = 0
         """Transactions committed so far (for measurements)."""
         self.writes = 0
@@ -77,11 +78,23 @@ class GroupCommit(Generic[Conn]):
             loop.call_soon(self._flush)
         return await future
 
+    def close(self) -> None:
+        """No more writes: any still queued (their callers gone, e.g. a cancelled renewal) fail with a sentence."""
+        self._closed = True
+        batch, self._queue = self._queue, []
+        error = StoreError("the store was closed before this write committed")
+        for _, _, future in batch:
+            _settle(future, None, error)
+
     def _flush(self) -> None:
         if self._scheduled is asyncio.get_running_loop():
             self._scheduled = None
         batch, self._queue = self._queue, []
         if not batch:
+            return
+        if self._closed:
+            for _, _, future in batch:
+                _settle(future, None, StoreError("the store is closed"))
             return
         kinds: dict[Callable[[Conn, list[Any]], list[Any]], list[int]] = {}
         for index, (run_many, _, _) in enumerate(batch):

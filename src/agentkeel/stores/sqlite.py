@@ -248,6 +248,7 @@ class SQLiteStore:
         return append_many(db, items, self.url)
 
     async def close(self) -> None:
+        self._group.close()
         with self._lock:
             self._db.close()
 

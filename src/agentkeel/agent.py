@@ -271,9 +271,9 @@ class Agent:
             raise
         try:
             state = replay(await self.store.load(run_id))  # one read, under the lease: nobody appends meanwhile
-            if state.waiting_on and not await children_waiting(self.store, state):
-                pass  # its subagents were decided: resuming it resumes them
-            elif state.terminal or (state.status == "paused" and state.waiting):
+            # a supervisor waiting on subagents goes on once they are decided: resuming it resumes them
+            decided = bool(state.waiting_on) and not await children_waiting(self.store, state)
+            if not decided and (state.terminal or (state.status == "paused" and state.waiting)):
                 await self.store.release_lease(run_id, owner)  # nothing to drive: a person acts next
                 return RunResult.of(state)
             self._check_fits(state)

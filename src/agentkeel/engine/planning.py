@@ -162,7 +162,7 @@ def answer_ending(state: RunState, output: str, now: float) -> RunEnded:
     left = state.plan[state.plan_done :] if state.mode == "apply" else []
     if not left:
         return RunEnded(at=now, status="completed", output=output)
-    listed = ", ".join(f"{p.name}({json.dumps(p.arguments, ensure_ascii=False)})" for p in left)
+    listed = ", ".join(_shown(planned) for planned in left)
     error = f"the agent answered before making the planned call(s) {listed}"
     return RunEnded(at=now, status="failed", reason="plan_incomplete", output=output, error=error)
 
@@ -170,7 +170,11 @@ def answer_ending(state: RunState, output: str, now: float) -> RunEnded:
 def _expected(planned: PlannedCall | None) -> str:
     if planned is None:
         return "every planned call has run"
-    return f"the next planned call is {planned.name}({json.dumps(planned.arguments, ensure_ascii=False)})"
+    return f"the next planned call is {_shown(planned)}"
+
+
+def _shown(planned: PlannedCall) -> str:
+    return f"{planned.name}({json.dumps(planned.arguments, ensure_ascii=False)})"
 
 
 def _refused(call_id: str, call: ToolCall, failure: ToolFailure, now: float) -> ToolCallFinished:

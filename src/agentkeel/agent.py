@@ -26,6 +26,7 @@ from agentkeel.gates import Rule, check_rules
 from agentkeel.ledger import Ledger
 from agentkeel.models.base import Model
 from agentkeel.models.resolve import resolve_model
+from agentkeel.observe.ids import current_traceparent
 from agentkeel.patterns.supervisor import check_supervisor, children_waiting
 from agentkeel.pricing import PriceTable
 from agentkeel.result import RunResult
@@ -177,14 +178,25 @@ class Agent:
 
     # -- running --------------------------------------------------------------------------------------------
 
-    async def run(self, task: str, *, deps: Any = None, run_id: str | None = None, dry_run: bool = False) -> RunResult:
+    async def run(
+        self,
+        task: str,
+        *,
+        deps: Any = None,
+        run_id: str | None = None,
+        dry_run: bool = False,
+        trace_parent: str | None = None,
+    ) -> RunResult:
         """Run the agent on a task until it answers, fails, is cancelled or pauses for a person.
 
         ``dry_run=True``: read tools run for real, write tools only preview what they would do (``@tool.preview``);
-        the run's ``plan`` lists those write calls, for a person to approve and ``apply``."""
+        the run's ``plan`` lists those write calls, for a person to approve and ``apply``. ``trace_parent`` (a W3C
+        traceparent) nests the run's trace under that span; by default under the caller's active OpenTelemetry
+        span, if any."""
         if not isinstance(task, str) or not task.strip():
             raise ConfigError(f"agent {self.name!r}: the task must be a non-empty string")
-        return await self._start(task, deps=deps, run_id=run_id, mode="dry_run" if dry_run else "normal")
+        mode: RunMode = "dry_run" if dry_run else "normal"
+        return await self._start(task, deps=deps, run_id=run_id, mode=mode, trace_parent=trace_parent)
 
     async def apply(
         self, plan_of: str, *, by: str = "python", deps: Any = None, run_id: str | None = None
@@ -217,6 +229,7 @@ class Agent:
         by: str = "",
         parent_id: str | None = None,
         parent_ledger: Ledger | None = None,
+        trace_parent: str | None = None,
     ) -> RunResult:
         run_id = run_id or new_run_id()
         owner = new_owner()
@@ -236,17 +249,25 @@ class Agent:
             plan_of=plan_of,
             approved_by=by,
             parent_id=parent_id,
+            trace_parent=trace_parent or current_traceparent(),
         )
         state = replay([first])
         await self.store.create_run(first, RunRow.of(state), owner=owner, lease_s=self.lease_s)
         return RunResult.of(await self._driver(state, owner, deps, parent_ledger=parent_ledger).drive())
 
     async def start_child(
-        self, task: str, *, run_id: str, parent_id: str, ledger: Ledger | None, deps: Any = None
+        self, task: str, *, run_id: str, parent_id: str, ledger: Ledger | None, deps: Any = None, trace_parent: str
     ) -> RunResult:
-        """A subagent's run for a supervisor's delegation (``patterns/supervisor.py``): it charges ``ledger``."""
+        """A subagent's run for a supervisor's delegation (``patterns/supervisor.py``): it charges ``ledger`` and
+        nests in the trace under ``trace_parent`` (the delegation's span)."""
         return await self._start(
-            task, deps=deps, run_id=run_id, mode="normal", parent_id=parent_id, parent_ledger=ledger
+            task,
+            deps=deps,
+            run_id=run_id,
+            mode="normal",
+            parent_id=parent_id,
+            parent_ledger=ledger,
+            trace_parent=trace_parent,
         )
 
     async def resume_child(self, run_id: str, *, ledger: Ledger | None, deps: Any = None) -> RunResult:

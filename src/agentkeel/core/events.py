@@ -98,6 +98,9 @@ class RunStarted:
     """Where to load the agent from (``path/to/file.py:name`` or ``module:name``), so ``keel resume`` can."""
     parent_id: str | None = None
     """The run that started this one (subagents)."""
+    trace_parent: str | None = None
+    """The W3C ``traceparent`` of the span this run nests under (a supervisor's delegation, a bus message, the
+    caller's active span); None: the run is a trace of its own, whose id derives from the run id."""
     mode: RunMode = "normal"
     plan: tuple[PlannedCall, ...] = ()
     """In ``apply`` mode: the approved plan, the only write calls the run may make, in this order."""

@@ -54,6 +54,8 @@ class RunState:
     tools: tuple[str, ...]
     agent_ref: str
     parent_id: str | None
+    trace_parent: str | None = None
+    """Where the run's trace nests (``RunStarted.trace_parent``)."""
     status: RunStatus = "running"
     reason: str = ""
     """Why the run is paused, failed or cancelled (empty while running and once completed)."""
@@ -195,6 +197,7 @@ def replay(events: list[Event] | tuple[Event, ...]) -> RunState:
         tools=first.tools,
         agent_ref=first.agent_ref,
         parent_id=first.parent_id,
+        trace_parent=first.trace_parent,
         mode=first.mode,
         plan=list(first.plan),
         plan_of=first.plan_of,

@@ -43,6 +43,7 @@ from agentkeel.errors import ConfigError, JournalError, KeelError, ModelError
 from agentkeel.ledger import Ledger, Reservation
 from agentkeel.models.base import Model
 from agentkeel.models.resolve import resolve_model
+from agentkeel.observe.ids import current_traceparent
 from agentkeel.pricing import PriceTable, cost_of
 from agentkeel.result import RunResult
 from agentkeel.stores.base import DEFAULT_LEASE_S, CancelRequest, RunRow, Store, commit_events
@@ -130,8 +131,8 @@ class Pipeline:
             self._store = setting if setting is not None and not isinstance(setting, str) else open_store(setting)
         return self._store
 
-    async def run(self, data: Any, *, run_id: str | None = None) -> RunResult:
-        """Run the pipeline on ``data`` (JSON values) to its end."""
+    async def run(self, data: Any, *, run_id: str | None = None, trace_parent: str | None = None) -> RunResult:
+        """Run the pipeline on ``data`` (JSON values) to its end; ``trace_parent`` as for ``Agent.run``."""
         try:
             task = json.dumps(to_jsonable_python(data), ensure_ascii=False)
         except (TypeError, ValueError) as exc:
@@ -144,6 +145,7 @@ class Pipeline:
             model=self.model.name,
             mode="pipeline",
             agent_ref=self.ref,
+            trace_parent=trace_parent or current_traceparent(),
         )
         owner = new_owner()
         state = replay([first])

@@ -25,6 +25,7 @@ from agentkeel.core.budget import Spend
 from agentkeel.core.events import ToolFailure
 from agentkeel.core.state import RunState, replay
 from agentkeel.errors import ConfigError, RunNotFound
+from agentkeel.observe.ids import delegation_traceparent
 from agentkeel.result import RunResult
 from agentkeel.tools.tool import Tool, tool
 
@@ -101,7 +102,10 @@ async def delegate(
     except RunNotFound:
         found = None
     if found is None:
-        result = await child.start_child(task, run_id=child_id, parent_id=parent.run_id, ledger=ledger, deps=deps)
+        nest = delegation_traceparent(parent.run_id, parent.trace_parent, call)
+        result = await child.start_child(
+            task, run_id=child_id, parent_id=parent.run_id, ledger=ledger, deps=deps, trace_parent=nest
+        )
     elif found.terminal:
         result = RunResult.of(found)
     else:

@@ -385,5 +385,7 @@ def demo(
 from agentkeel.cli import approvals as _approvals  # noqa: E402,F401  (its commands register on ``app``)
 from agentkeel.cli import bus as _bus  # noqa: E402,F401  (registers `keel bus` on app)
 from agentkeel.cli import control as _control  # noqa: E402,F401  (its commands register on ``app``)
+from agentkeel.cli import export as _export  # noqa: E402,F401  (registers `keel export` on app)
 from agentkeel.cli import plans as _plans  # noqa: E402,F401  (registers `keel plan` and `keel apply` on app)
 from agentkeel.cli import rollback as _rollback  # noqa: E402,F401  (registers `keel rollback` on app)
+from agentkeel.cli import stats as _stats  # noqa: E402,F401  (registers `keel stats` on app)

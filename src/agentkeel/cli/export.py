@@ -1,0 +1,3 @@
+"""`keel export`."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""`keel stats`."""
+
+from __future__ import annotations

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import secrets
 import socket
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 from agentkeel.bus.base import Bus, DeadLetter, Message, Outgoing, check_topic
 from agentkeel.core.state import RunState, replay
 from agentkeel.errors import RunNotFound, StoreError
+from agentkeel.redaction import logger
 from agentkeel.result import RunResult
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ Handler = Callable[[Message], Awaitable[Sequence[Outgoing] | None]]
 
 Outcome = Literal["acked", "duplicate", "retry", "dead"]
 
-log = logging.getLogger("agentkeel.bus")
+log = logger("agentkeel.bus")
 
 
 def new_consumer() -> str:

@@ -16,7 +16,6 @@ from rich.text import Text
 from rich.tree import Tree
 
 from agentkeel.cli.render import cost, duration, plural, shorten, status_text, tokens
-from agentkeel.core.codec import encode_event
 from agentkeel.core.events import (
     ApprovalRequested,
     CallApproved,
@@ -44,6 +43,7 @@ from agentkeel.core.events import (
     ToolFailure,
 )
 from agentkeel.core.state import replay
+from agentkeel.stores.encoding import journal_bytes
 
 TEXT_LIMIT = 240
 """How much of what the model said, and of arguments and results, a line shows."""
@@ -51,7 +51,7 @@ TEXT_LIMIT = 240
 
 def events_json(events: Sequence[Event]) -> list[Any]:
     """The journal as JSON values, one per event, in order (``keel show --json``)."""
-    return [json.loads(encode_event(event)) for event in events]
+    return [json.loads(journal_bytes(event)) for event in events]
 
 
 def run_tree(events: Sequence[Event]) -> Tree:

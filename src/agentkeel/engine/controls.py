@@ -51,6 +51,11 @@ class DriveConfig:
     """A subagent's run charges its supervisor's budget too (every ancestor's)."""
     deps: Any = None
 
+    @property
+    def has_secrets(self) -> bool:
+        """Whether a tool takes a secret parameter (then the redactor learns each call's secrets)."""
+        return any(tool.secret_params for tool in self.tools.values())
+
 
 _NONE: list[Switch] = []  # shared, never changed: reload() replaces it
 

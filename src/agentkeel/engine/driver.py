@@ -51,12 +51,14 @@ from agentkeel.engine.rollback import due as rollback_due
 from agentkeel.engine.tool_runner import OnRetry, ToolOutcome, result_text, run_tool
 from agentkeel.errors import ModelError
 from agentkeel.ledger import Reservation
+from agentkeel.observe.setup import current_live
 from agentkeel.patterns.supervisor import delegate, waiting_detail
 from agentkeel.pricing import cost_of
 from agentkeel.stores.base import CancelRequest, RunRow, Store
 from agentkeel.switches import disabled_message
 from agentkeel.tools.notes import note_event, write_note
 from agentkeel.tools.schema import takes_context
+from agentkeel.tools.secrets import learn_secrets, lost_secret
 from agentkeel.tools.tool import Reconciled, Tool, ToolContext
 from agentkeel.tools.validate import ValidCall, validate_call
 
@@ -131,6 +133,9 @@ class Driver:
                     return self.state
         finally:
             self._keeper.drop(self.state.run_id)
+            live = current_live()
+            if live is not None:
+                live.forget(self._store, self.state.run_id)
             with contextlib.suppress(Exception):
                 await self._store.release_lease(self.state.run_id, self._owner)
 
@@ -172,6 +177,8 @@ class Driver:
             await self._end_final_turn(step, response, started)
             return
         checks = [validate_call(call, self._config.tools) for call in response.tool_calls]
+        if self._config.has_secrets:
+            learn_secrets(checks)  # before the response, which holds them, is journaled
         for check in checks:
             if isinstance(check, ToolFailure):  # a call that validated is shallow enough: check only the others
                 response = journalable(response)
@@ -278,9 +285,12 @@ class Driver:
 
     async def _run_call(self, call_id: str, tool_call_id: str, valid: ValidCall, key: str, *, attempt: int) -> None:
         switch = self._controls.disabled(valid.tool.name, self.state.agent)
+        lost = lost_secret(valid) if valid.tool.secret_params else None
         if self._cancel is not None:
             failure = ToolFailure(kind="skipped", message=f"{valid.tool.name} was not run: the run was cancelled.")
             outcome = ToolOutcome(content=failure.message, failure=failure, attempts=0)
+        elif lost is not None:
+            outcome = ToolOutcome(content=lost.message, failure=lost, attempts=0)
         elif switch is not None:  # a kill switch: the model is told, the run goes on without the tool
             message = disabled_message(switch, valid.tool.name)
             outcome = ToolOutcome(content=message, failure=ToolFailure(kind="disabled", message=message), attempts=0)
@@ -450,6 +460,9 @@ class Driver:
                 row = RunRow.of(state)
                 self._row_status, self._row_written = state.status, now
         signals = await self._store.append(state.run_id, self._owner, after, events, row)
+        live = current_live()
+        if live is not None:
+            await live.committed(self._store, state.run_id, after, events)
         if signals.switches != controls.switch_version:  # a kill switch was set or cleared somewhere
             await controls.reload(self._store)
             if self._cancel is None:

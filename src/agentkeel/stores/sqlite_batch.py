@@ -18,10 +18,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from agentkeel.core.codec import encode_event
 from agentkeel.core.events import RunStarted
 from agentkeel.errors import KeelError, Killed, LeaseLost, RunNotFound, StoreError
 from agentkeel.stores.base import CancelRequest, RunRow, Signals, Switch, blocking_switch, signals
+from agentkeel.stores.encoding import journal_bytes
 
 RUN_COLUMNS = (
     "run_id, agent, status, reason, task, model, steps, input_tokens, output_tokens, cost_usd, created_at, "
@@ -69,7 +69,7 @@ class Append:
 
 def append_item(run_id: str, owner: str, after_seq: int, events: Any, row: RunRow | None) -> Append:
     encoded = [
-        (run_id, after_seq + offset, event.kind, event.at, encode_event(event))
+        (run_id, after_seq + offset, event.kind, event.at, journal_bytes(event))
         for offset, event in enumerate(events, start=1)
     ]
     values = None
@@ -147,7 +147,7 @@ def create_many(db: sqlite3.Connection, items: list[NewRun], url: str) -> list[K
             continue
         taken.add(run_id)
         runs.append(row_values(item.row))
-        events.append((run_id, 1, item.first.kind, item.first.at, encode_event(item.first)))
+        events.append((run_id, 1, item.first.kind, item.first.at, journal_bytes(item.first)))
         leases.append((run_id, item.owner, item.expires_at, item.lease_s))
         answers.append(None)
     if runs:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, overload
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, overload
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from agentkeel.core.messages import ToolSchema
 from agentkeel.core.record import record
@@ -92,6 +93,8 @@ class Tool:
     is_async: bool = False
     plain_arguments: bool = False
     """Every parameter is a str, int, float or bool: validated arguments are JSON as they are."""
+    secret_params: tuple[str, ...] = ()
+    """Parameters typed ``pydantic.SecretStr``: their values never reach the journal, a trace or a log."""
     schema: ToolSchema = field(repr=False, default=ToolSchema(name="", description="", parameters={}))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -246,5 +249,13 @@ def make_tool(
         takes_ctx=takes_context(function),
         is_async=is_async,
         plain_arguments=all(f.annotation in (str, int, float, bool) for f in arguments.model_fields.values()),
+        secret_params=tuple(name for name, f in arguments.model_fields.items() if _is_secret(f.annotation)),
         schema=ToolSchema(name=tool_name, description=tool_description, parameters=json_schema(arguments, tool_name)),
+    )
+
+
+def _is_secret(annotation: Any) -> bool:
+    """``SecretStr``, or an optional one."""
+    return annotation is SecretStr or (
+        get_origin(annotation) in (Union, UnionType) and SecretStr in get_args(annotation)
     )

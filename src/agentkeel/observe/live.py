@@ -1,0 +1,166 @@
+"""Live tracing: the spans and metrics of runs, emitted as their events are committed.
+
+Spans are not made while the engine works: they are derived from the journal (``observe/spans.py``), one
+``SpanBuilder`` per run, fed each batch of events right after it is durable. So a live trace and a later
+``keel export`` of the same run are the same spans with the same ids, and a run that crashed and resumed reads as
+one trace: the resuming process primes a builder with the stored journal (the spans that ended before the crash
+were emitted by the dead process) and the spans still open then (the run, the step, a call in flight) end with
+their original start times.
+
+A span is handed to OpenTelemetry when it ends, with its recorded start and end times and ids chosen by us: the
+provider's id generator is wrapped (``RunIds``) so that the next id it hands out is the one derived from the run.
+Any SDK ``TracerProvider`` the user set keeps its processors, exporters and resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from agentkeel.core.events import Event, RunEnded, RunPaused, RunStarted
+from agentkeel.observe.metrics import RunMetrics
+from agentkeel.observe.spans import SpanBuilder, SpanRecord
+from agentkeel.redaction import Redactor, redactor
+
+if TYPE_CHECKING:
+    from agentkeel.stores.base import Store
+
+_NEXT_IDS: ContextVar[tuple[int, int] | None] = ContextVar("agentkeel_next_span_ids", default=None)
+_KINDS = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT, "consumer": SpanKind.CONSUMER}
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_EMPTY = otel_context.Context()
+
+
+def run_ids_generator(fallback: Any) -> Any:
+    """An SDK ``IdGenerator`` that hands out the ids of the span being emitted (``_NEXT_IDS``) and defers to
+    ``fallback`` for every other span of the process."""
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    class RunIds(IdGenerator):
+        def __init__(self, fallback: IdGenerator) -> None:
+            self.fallback = fallback
+
+        def generate_span_id(self) -> int:
+            ids = _NEXT_IDS.get()
+            return ids[1] if ids is not None else self.fallback.generate_span_id()
+
+        def generate_trace_id(self) -> int:
+            ids = _NEXT_IDS.get()
+            return ids[0] if ids is not None else self.fallback.generate_trace_id()
+
+        def is_trace_id_random(self) -> bool:
+            return False
+
+    if type(fallback).__name__ == "RunIds":
+        return fallback
+    return RunIds(fallback)
+
+
+class Live:
+    """Emits finished spans and their metrics through a tracer provider and a meter provider."""
+
+    def __init__(self, provider: Any, meter_provider: Any, *, capture_content: bool) -> None:
+        from importlib.metadata import version
+
+        __version__ = version("agentkeel")
+        if hasattr(provider, "id_generator"):  # the SDK's provider: ids derived from runs
+            provider.id_generator = run_ids_generator(provider.id_generator)
+            self.deterministic = True
+        else:  # another implementation: nesting within one process only
+            self.deterministic = False
+        self.provider = provider
+        self.capture_content = capture_content
+        self._tracer = provider.get_tracer("agentkeel", __version__)
+        self._metrics = RunMetrics(meter_provider.get_meter("agentkeel", __version__)) if meter_provider else None
+        self._builders: weakref.WeakKeyDictionary[Any, dict[str, SpanBuilder]] = weakref.WeakKeyDictionary()
+        self._priming: dict[str, asyncio.Lock] = {}
+
+    # -- runs -----------------------------------------------------------------------------------------------
+
+    def started(self, store: Store, first: RunStarted) -> None:
+        """A run was created with ``first`` as its journal."""
+        builder = SpanBuilder(capture_content=self.capture_content)
+        self._runs(store)[first.run_id] = builder
+        self.emit(builder.feed(first))
+
+    async def committed(self, store: Store, run_id: str, after: int, events: Sequence[Event]) -> None:
+        """``events`` were appended to ``run_id`` after its ``after`` first events."""
+        runs = self._runs(store)
+        builder = runs.get(run_id)
+        if builder is None:
+            builder = await self._prime(store, runs, run_id, after)
+        for event in events:
+            self.emit(builder.feed(event))
+        last = events[-1] if events else None
+        if isinstance(last, RunEnded | RunPaused):  # the run leaves this process (a resume primes again)
+            runs.pop(run_id, None)
+
+    def forget(self, store: Store, run_id: str) -> None:
+        """The process stops driving ``run_id`` (its driver exits): its open spans are left to whoever resumes."""
+        runs = self._builders.get(store)
+        if runs is not None:
+            runs.pop(run_id, None)
+
+    def _runs(self, store: Store) -> dict[str, SpanBuilder]:
+        runs = self._builders.get(store)
+        if runs is None:
+            runs = self._builders[store] = {}
+        return runs
+
+    async def _prime(self, store: Store, runs: dict[str, SpanBuilder], run_id: str, after: int) -> SpanBuilder:
+        lock = self._priming.setdefault(run_id, asyncio.Lock())
+        async with lock:
+            builder = runs.get(run_id)
+            if builder is None:
+                builder = SpanBuilder(capture_content=self.capture_content)
+                for event in (await store.load(run_id))[:after]:  # emitted by the process that committed them
+                    builder.feed(event)
+                runs[run_id] = builder
+        self._priming.pop(run_id, None)
+        return builder
+
+    # -- spans ----------------------------------------------------------------------------------------------
+
+    def emit(self, records: Iterable[SpanRecord]) -> None:
+        """Hand finished spans to OpenTelemetry (and record their metrics)."""
+        for record in records:
+            self._emit(record)
+            if self._metrics is not None:
+                self._metrics.record(record)
+
+    def _emit(self, record: SpanRecord) -> None:
+        if record.parent_id is None:
+            parent = _EMPTY
+        else:
+            nest = SpanContext(record.trace_id, record.parent_id, is_remote=False, trace_flags=_SAMPLED)
+            parent = trace.set_span_in_context(NonRecordingSpan(nest), _EMPTY)
+        red = redactor()
+        token = _NEXT_IDS.set((record.trace_id, record.span_id))
+        try:
+            span = self._tracer.start_span(
+                record.name,
+                context=parent,
+                kind=_KINDS.get(record.kind, SpanKind.INTERNAL),
+                attributes=_redacted(red, record.attributes),
+                start_time=record.start_ns,
+            )
+        finally:
+            _NEXT_IDS.reset(token)
+        for event in record.events:
+            span.add_event(event.name, _redacted(red, event.attributes), event.time_ns)
+        if record.error is not None:
+            span.set_status(Status(StatusCode.ERROR, red.text(record.error)))
+        span.end(end_time=record.end_ns)
+
+
+def _redacted(red: Redactor, attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """Span attributes as they may leave the process: secrets in text replaced (the journal's events in memory
+    still hold what the model saw)."""
+    return {key: red.text(value) if isinstance(value, str) else value for key, value in attributes.items()}

@@ -1,0 +1,148 @@
+"""Whether runs are traced, the OpenTelemetry way.
+
+In order:
+
+1. ``configure(tracer_provider=..., meter_provider=..., capture_content=...)`` — explicit, for this process.
+2. A ``TracerProvider`` the application set globally (``trace.set_tracer_provider``, or ``opentelemetry-instrument``)
+   — used as it is: its processors, exporters, sampler and resource.
+3. The standard variables: with ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, or
+   ``OTEL_TRACES_EXPORTER=otlp|console``) set and no provider, agentkeel sets up the SDK itself: a batch OTLP/HTTP
+   exporter for spans and, unless ``OTEL_METRICS_EXPORTER=none``, a periodic one for metrics. ``OTEL_SDK_DISABLED``,
+   ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_EXPORTER_OTLP_HEADERS`` and the rest work as the SDK
+   documents them. This needs the ``agentkeel[otel]`` extra.
+4. Otherwise nothing is traced, and the engine's cost is one check per commit.
+
+Message and argument content is recorded only with ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`` (or
+``configure(capture_content=True)``), as the GenAI conventions ask.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import metrics, trace
+
+from agentkeel.errors import ConfigError
+from agentkeel.redaction import logger
+
+if TYPE_CHECKING:
+    from agentkeel.observe.live import Live
+
+log = logger("agentkeel.observe")
+_TRUE = ("1", "true", "yes", "on")
+_lock = threading.Lock()
+_explicit: Live | None = None
+_disabled = False
+_cached: tuple[Any, Live | None] | None = None
+_env_checked = False
+
+
+def configure(
+    *,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    capture_content: bool | None = None,
+    enabled: bool = True,
+) -> None:
+    """Trace runs through these providers (default: the global ones), or not at all (``enabled=False``).
+
+    A provider from the OpenTelemetry SDK gets span ids derived from run ids (its id generator is wrapped; other
+    spans of the process keep their random ids), so that a resumed run continues its trace."""
+    global _explicit, _disabled, _cached
+    with _lock:
+        _disabled = not enabled
+        _cached = None
+        if not enabled:
+            _explicit = None
+            return
+        provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+        meters = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        from agentkeel.observe.live import Live  # made only when runs are traced
+
+        _explicit = Live(provider, meters, capture_content=_capture(capture_content))
+
+
+def reset() -> None:
+    """Forget ``configure`` and what was found (tests)."""
+    global _explicit, _disabled, _cached, _env_checked
+    with _lock:
+        _explicit, _disabled, _cached, _env_checked = None, False, None, False
+
+
+def current_live() -> Live | None:
+    """The tracing of this process, or None when runs are not traced."""
+    if _explicit is not None:
+        return _explicit
+    if _disabled:
+        return None
+    provider = trace.get_tracer_provider()
+    cached = _cached
+    if cached is not None and cached[0] is provider:
+        return cached[1]
+    return _find(provider)
+
+
+def _find(provider: Any) -> Live | None:
+    global _cached, _env_checked
+    with _lock:
+        if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider) and not _env_checked:
+            _env_checked = True
+            provider = _from_environment() or provider
+        live: Live | None = None
+        if not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+            from agentkeel.observe.live import Live  # made only when runs are traced
+
+            live = Live(provider, metrics.get_meter_provider(), capture_content=_capture(None))
+        _cached = (trace.get_tracer_provider(), live)
+        return live
+
+
+def _capture(setting: bool | None) -> bool:
+    if setting is not None:
+        return setting
+    return os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower() in _TRUE
+
+
+def _from_environment() -> Any:
+    """The SDK set up from the standard variables, installed as the global providers; None if they ask for
+    nothing."""
+    env = os.environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() in _TRUE:
+        return None
+    exporter_name = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if exporter_name in ("", "none") and not (endpoint and exporter_name != "none"):
+        return None
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+    except ImportError as exc:
+        raise ConfigError(
+            "OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_TRACES_EXPORTER) is set, but the OpenTelemetry SDK is not "
+            "installed: pip install 'agentkeel[otel]', or unset the variable"
+        ) from exc
+    exporter: SpanExporter
+    if exporter_name == "console":
+        exporter = ConsoleSpanExporter()
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter()
+    named = env.get("OTEL_SERVICE_NAME") or "service.name=" in env.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    resource = Resource.create({} if named else {"service.name": "agentkeel"})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    if exporter_name != "console" and env.get("OTEL_METRICS_EXPORTER", "").strip().lower() != "none":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        metrics.set_meter_provider(
+            MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())])
+        )
+    log.info("tracing runs to %s", endpoint or exporter_name)
+    return provider

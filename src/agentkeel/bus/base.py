@@ -200,7 +200,7 @@ def new_message(
 ) -> Message:
     """A message about to be published (its own id is its correlation id when it starts a piece of work)."""
     message_id = new_message_id()
-    return Message(
+    message = Message(
         id=message_id,
         topic=topic,
         payload=payload,
@@ -209,6 +209,15 @@ def new_message(
         headers=dict(headers or {}),
         published_at=now,
     )
+    if correlation_id is None:  # a new piece of work: the root of its trace
+        from agentkeel.observe.setup import current_live  # the bus's types are imported by observe
+
+        live = current_live()
+        if live is not None:
+            from agentkeel.observe.bus_spans import origin_span
+
+            live.emit([origin_span(message, "agentkeel")])
+    return message
 
 
 def check_topic(topic: str) -> str:

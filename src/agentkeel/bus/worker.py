@@ -18,12 +18,14 @@ import json
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from agentkeel.bus.base import Bus, DeadLetter, Message, Outgoing, check_topic
 from agentkeel.core.state import RunState, replay
-from agentkeel.errors import RunNotFound, StoreError
+from agentkeel.errors import RunBusy, RunNotFound, StoreError
+from agentkeel.observe.setup import current_live
 from agentkeel.redaction import logger
 from agentkeel.result import RunResult
 
@@ -65,9 +67,25 @@ class Worker:
         self.max_attempts = max_attempts
         self.claim_idle_s = claim_idle_s
         """A delivery idle this long is taken over: longer than the slowest handler, or two consumers run it."""
+        self._last_error = ""
 
     async def handle(self, message: Message) -> Outcome:
-        """Run the topic's handler on a delivered message and settle it."""
+        """Run the topic's handler on a delivered message and settle it (traced as ``process <topic>`` when runs
+        are traced, with the handler's work nested under it)."""
+        live = current_live()
+        if live is None:
+            return await self._handle(message)
+        from agentkeel.observe.bus_spans import process_span, processing
+
+        started = time.time_ns()
+        with processing(message, self.group):
+            outcome = await self._handle(message)
+        error = None if outcome in ("acked", "duplicate") else (self._last_error or outcome)
+        live.emit([process_span(message, self.group, "agentkeel", start_ns=started, outcome=outcome, error=error)])
+        return outcome
+
+    async def _handle(self, message: Message) -> Outcome:
+        self._last_error = ""
         handler = self.subscriptions[message.topic]
         if message.attempts > self.max_attempts:  # the handler keeps dying with its process: do not run it again
             error = message.headers.get("error") or "its consumer died while handling it"
@@ -75,9 +93,10 @@ class Worker:
         try:
             outputs = await handler(message)
         except DeadLetter as exc:
+            self._last_error = str(exc)
             return await self._dead(message, str(exc))
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = self._last_error = f"{type(exc).__name__}: {exc}"
             if message.attempts >= self.max_attempts:
                 return await self._dead(message, f"failed {message.attempts} times; last: {error}")
             log.warning("%s on %s failed (attempt %d): %s", message.id, message.topic, message.attempts, error)
@@ -148,17 +167,27 @@ def agent_handler(
         if found is None:
             try:
                 result = await agent.run(task(message), run_id=run_id)
-            except StoreError:  # another consumer started it a moment ago
-                result = await agent.resume(run_id)
+            except (RunBusy, StoreError):  # another consumer started it a moment ago
+                result = await _when_free(agent, run_id)
         elif found.terminal:
             result = RunResult.of(found)
         else:
-            result = await agent.resume(run_id)
+            result = await _when_free(agent, run_id)
         if result.status != "completed":
             raise DeadLetter(f"run {run_id} ended {result.status}({result.reason}): {result.detail}")
         return [(reply_topic, {"output": result.output, "run_id": run_id})] if reply_topic else []
 
     return handle
+
+
+async def _when_free(agent: Agent, run_id: str, poll_s: float = 0.5) -> RunResult:
+    """Resume the run, or, while another consumer drives it (its delivery was taken over because it is slow), wait
+    for that one to finish or die (its lease runs out: then this consumer resumes the run)."""
+    while True:
+        try:
+            return await agent.resume(run_id)
+        except RunBusy:
+            await asyncio.sleep(poll_s)
 
 
 async def _load(agent: Agent, run_id: str) -> RunState | None:

@@ -33,7 +33,12 @@ if TYPE_CHECKING:
     from agentkeel.stores.base import Store
 
 _NEXT_IDS: ContextVar[tuple[int, int] | None] = ContextVar("agentkeel_next_span_ids", default=None)
-_KINDS = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT, "consumer": SpanKind.CONSUMER}
+_KINDS = {
+    "internal": SpanKind.INTERNAL,
+    "client": SpanKind.CLIENT,
+    "consumer": SpanKind.CONSUMER,
+    "producer": SpanKind.PRODUCER,
+}
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _EMPTY = otel_context.Context()
 
@@ -78,6 +83,7 @@ class Live:
         self.provider = provider
         self.capture_content = capture_content
         self._tracer = provider.get_tracer("agentkeel", __version__)
+        self._direct = _Direct.of(provider, __version__, content=capture_content)
         self._metrics = RunMetrics(meter_provider.get_meter("agentkeel", __version__)) if meter_provider else None
         self._builders: weakref.WeakKeyDictionary[Any, dict[str, SpanBuilder]] = weakref.WeakKeyDictionary()
         self._priming: dict[str, asyncio.Lock] = {}
@@ -136,6 +142,9 @@ class Live:
                 self._metrics.record(record)
 
     def _emit(self, record: SpanRecord) -> None:
+        if self._direct is not None:
+            self._direct.emit(record)
+            return
         if record.parent_id is None:
             parent = _EMPTY
         else:
@@ -164,3 +173,75 @@ def _redacted(red: Redactor, attributes: Mapping[str, Any]) -> dict[str, Any]:
     """Span attributes as they may leave the process: secrets in text replaced (the journal's events in memory
     still hold what the model saw)."""
     return {key: red.text(value) if isinstance(value, str) else value for key, value in attributes.items()}
+
+
+class _Direct:
+    """The SDK's provider, fed finished spans directly: a span made by ``start_span`` and ended at once costs
+    about twice as much (its attributes are copied and checked one by one, locks taken, processors called twice),
+    and ours are finished and checked already. The provider's sampler decides per trace, its processors (and so
+    its exporters) get every sampled span, with its resource."""
+
+    def __init__(self, processor: Any, resource: Any, sampler: Any, version: str, *, content: bool) -> None:
+        from opentelemetry.sdk.trace import Event as SdkEvent
+        from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        self._processor = processor
+        self._resource = resource
+        self._sampler = sampler
+        self._all = sampler is None or sampler.get_description().startswith("ParentBased{root:AlwaysOnSampler")
+        self._decisions: dict[int, bool] = {}
+        self._scope = InstrumentationScope("agentkeel", version)
+        self._span = ReadableSpan
+        self._event = SdkEvent
+        self._unset = Status(StatusCode.UNSET)
+        self._content = content
+        """Without content, the only text a span holds is names, ids, kinds and error messages."""
+
+    @classmethod
+    def of(cls, provider: Any, version: str, *, content: bool) -> _Direct | None:
+        processor = getattr(provider, "_active_span_processor", None)
+        if processor is None or not hasattr(processor, "on_end"):
+            return None
+        resource, sampler = getattr(provider, "_resource", None), getattr(provider, "sampler", None)
+        return cls(processor, resource, sampler, version, content=content)
+
+    def _sampled(self, record: SpanRecord) -> bool:
+        if self._all:
+            return True
+        decided = self._decisions.get(record.trace_id)
+        if decided is None:  # as the trace's root would be: the same answer for every span of the trace
+            result = self._sampler.should_sample(None, record.trace_id, record.name)
+            decided = bool(result.decision.is_sampled())
+            if len(self._decisions) > 10_000:
+                self._decisions.clear()
+            self._decisions[record.trace_id] = decided
+        return decided
+
+    def emit(self, record: SpanRecord) -> None:
+        if not self._sampled(record):
+            return
+        red = redactor()
+        trace_id = record.trace_id
+        parent = None
+        if record.parent_id is not None:
+            parent = SpanContext(trace_id, record.parent_id, is_remote=False, trace_flags=_SAMPLED)
+        events = tuple(
+            self._event(event.name, _redacted(red, event.attributes), event.time_ns) for event in record.events
+        )
+        attributes = _redacted(red, record.attributes) if self._content else record.attributes
+        status = self._unset if record.error is None else Status(StatusCode.ERROR, red.text(record.error))
+        span = self._span(
+            record.name,
+            context=SpanContext(trace_id, record.span_id, is_remote=False, trace_flags=_SAMPLED),
+            parent=parent,
+            resource=self._resource,
+            attributes=attributes,
+            events=events,
+            kind=_KINDS.get(record.kind, SpanKind.INTERNAL),
+            status=status,
+            start_time=record.start_ns,
+            end_time=record.end_ns,
+            instrumentation_scope=self._scope,
+        )
+        self._processor.on_end(span)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from agentkeel import LeaseLost, ModelResponse, RunBusy, RunNotFound, Store, StoreError, ToolCall, Usage
-from agentkeel.core.events import Event, ModelResponded, NoteWritten, RunEnded, RunStarted, ToolCallStarted
+from agentkeel.core.events import (
+    Event,
+    ModelResponded,
+    NoteWritten,
+    RunEnded,
+    RunStarted,
+    ToolCallFinished,
+    ToolCallStarted,
+    ToolFailure,
+)
 from agentkeel.core.state import RunState, replay
 from agentkeel.stores.base import NO_SIGNALS, CancelRequest, RunRow, Signals
 
@@ -241,3 +250,75 @@ async def test_renewing_extends_only_the_owner_s_lease_and_never_recreates_one(s
     assert await store.renew_lease("r1", "a") is False  # released: a late heartbeat must not take it back
     lease = await store.acquire_lease("r1", "b", LEASE_S)
     assert lease.owner == "b"
+
+
+# -- windows and tool outcomes (keel stats) -------------------------------------------------------------------------
+
+
+async def test_list_runs_since_keeps_the_runs_created_then_or_later(store: Store) -> None:
+    for n, agent in enumerate(["support", "billing", "support", "support"]):
+        await create(store, f"r{n}", at=100.0 + n, agent=agent)
+    assert [r.run_id for r in await store.list_runs(since=101.0)] == ["r3", "r2", "r1"]  # at the bound: in
+    assert [r.run_id for r in await store.list_runs(since=101.5)] == ["r3", "r2"]
+    assert [r.run_id for r in await store.list_runs(since=101.0, agent="support")] == ["r3", "r2"]
+    assert [r.run_id for r in await store.list_runs(since=101.0, limit=1)] == ["r3"]
+    assert await store.list_runs(since=104.0) == []
+    assert len(await store.list_runs(since=None)) == 4
+
+
+async def test_list_runs_without_a_limit_lists_them_all(store: Store) -> None:
+    for n in range(55):  # more than the default limit of 50
+        await create(store, f"r{n:02}", at=100.0 + n)
+    assert len(await store.list_runs()) == 50
+    listed = await store.list_runs(limit=None)
+    assert [r.run_id for r in listed] == [f"r{n:02}" for n in range(54, -1, -1)]
+
+
+def finished(call: str, name: str, *, error: str = "", at: float = 101.0) -> ToolCallFinished:
+    """A finished call: with ``error``, a failure of that kind; else a result with nested JSON and non-ASCII text."""
+    if error:
+        failure = ToolFailure(kind=error, message=f"{name} failed")  # type: ignore[arg-type]
+        return ToolCallFinished(at=at, call=call, tool_call_id=f"c{call}", name=name, content="no", error=failure)
+    return ToolCallFinished(
+        at=at, call=call, tool_call_id=f"c{call}", name=name, content="ok, café", result={"rows": [1, {"x": None}]}
+    )
+
+
+def started(call: str, name: str) -> ToolCallStarted:
+    return ToolCallStarted(at=101.0, call=call, tool_call_id=f"c{call}", name=name, arguments={}, idempotency_key=call)
+
+
+async def test_tool_outcomes_count_finished_calls_and_failures_per_run_and_tool(store: Store) -> None:
+    one = await create(store, "r1", at=100.0)
+    await append(
+        store,
+        one,
+        "a",
+        started("1.1", "lookup"),
+        finished("1.1", "lookup"),
+        started("1.2", "lookup"),
+        finished("1.2", "lookup", error="timeout"),
+        finished("1.3", "refund", error="unknown_tool"),  # rejected before it started: still a finished call
+        started("2.1", "refund"),
+        finished("2.1", "refund"),
+        started("2.2", "lookup"),  # interrupted: started, never finished, not an outcome
+        note(3),
+    )
+    two = await create(store, "r2", at=105.0, agent="billing", parent_id="r1")
+    await append(store, two, "a", finished("1.1", "lookup", error="tool_error"), finished("1.2", "charge"))
+    await create(store, "r3", at=106.0)  # no tool call at all
+    outcomes = {(o.run_id, o.tool): (o.calls, o.failures) for o in await store.tool_outcomes()}
+    assert outcomes == {
+        ("r1", "lookup"): (2, 1),
+        ("r1", "refund"): (2, 1),
+        ("r2", "lookup"): (1, 1),
+        ("r2", "charge"): (1, 0),
+    }
+    assert {(o.run_id, o.tool) for o in await store.tool_outcomes(since=105.0)} == {("r2", "lookup"), ("r2", "charge")}
+    assert {(o.run_id, o.tool) for o in await store.tool_outcomes(agent="support")} == {
+        ("r1", "lookup"),
+        ("r1", "refund"),
+    }
+    assert await store.tool_outcomes(since=105.0, agent="support") == []
+    assert await store.tool_outcomes(since=200.0) == []
+    assert all(isinstance(o.calls, int) and isinstance(o.failures, int) for o in await store.tool_outcomes())

@@ -24,6 +24,7 @@ from typing import Literal, Protocol
 from agentkeel.core.events import Event, RunStarted
 from agentkeel.core.state import RunState
 from agentkeel.errors import ConfigError
+from agentkeel.redaction import redactor
 
 SwitchScope = Literal["tool", "agent", "all"]
 SCOPES: tuple[SwitchScope, ...] = ("tool", "agent", "all")
@@ -57,7 +58,7 @@ class RunRow:
             agent=state.agent,
             status=state.status,
             reason=state.reason,
-            task=state.task[:500],
+            task=redactor().text(state.task)[:500],
             model=state.model,
             steps=state.steps_completed,
             input_tokens=state.input_tokens,
@@ -68,6 +69,21 @@ class RunRow:
             parent_id=state.parent_id,
             agent_ref=state.agent_ref,
         )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolCounts:
+    """How one run's calls of one tool ended: how many finished, and how many of those with an error.
+
+    Counted per run, not per tool, so that a reader can attribute the calls to the task each run belongs to (a
+    subagent's calls count towards its supervisor's task) without the store knowing what a task is."""
+
+    run_id: str
+    tool: str
+    calls: int
+    """Its ``tool_call_finished`` events: a call finishes once (the fold refuses a second)."""
+    failures: int
+    """Those that carry an error (any ``FailureKind``: the figure ``RunResult.tool_errors`` counts)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -172,8 +188,22 @@ class Store(Protocol):
         """A run's journal in order; ``RunNotFound`` if there is none."""
         ...
 
-    async def list_runs(self, *, limit: int = 50, status: str | None = None, agent: str | None = None) -> list[RunRow]:
-        """The most recent runs first."""
+    async def list_runs(
+        self,
+        *,
+        limit: int | None = 50,
+        status: str | None = None,
+        agent: str | None = None,
+        since: float | None = None,
+    ) -> list[RunRow]:
+        """The most recent runs first: at most ``limit`` (None: all), only those in ``status``, of ``agent``, and
+        created at or after ``since`` (seconds since the epoch), when given."""
+        ...
+
+    async def tool_outcomes(self, *, since: float | None = None, agent: str | None = None) -> list[ToolCounts]:
+        """The outcomes of the tool calls of the runs ``list_runs(since=since, agent=agent, limit=None)`` lists, per
+        run and tool (pairs with no finished call are left out), in no particular order. Counted where the journals
+        are, from the ``tool_call_finished`` events, so that no journal is read into the caller."""
         ...
 
     async def acquire_lease(self, run_id: str, owner: str, lease_s: float) -> Lease:
@@ -215,11 +245,33 @@ async def commit_events(store: Store, state: RunState, owner: str, events: Seque
     after = state.last_seq
     for event in events:
         state.apply(event)
-    return await store.append(state.run_id, owner, after, events, RunRow.of(state))
+    signals = await store.append(state.run_id, owner, after, events, RunRow.of(state))
+    from agentkeel.observe.setup import current_live  # observe imports the stores' types
+
+    live = current_live()
+    if live is not None:
+        await live.committed(store, state.run_id, after, events)
+    return signals
 
 
-def run_filters(*, status: str | None, agent: str | None, mark: str) -> tuple[str, list[str]]:
-    """The WHERE clause of a run listing and its parameters, with the dialect's placeholder ``mark``."""
-    wanted = [(column, value) for column, value in (("status", status), ("agent", agent)) if value is not None]
-    clause = " AND ".join(f"{column} = {mark}" for column, _ in wanted)
+def run_filters(
+    *, status: str | None, agent: str | None, mark: str, since: float | None = None, table: str = ""
+) -> tuple[str, list[str | float]]:
+    """The WHERE clause of a run listing and its parameters, with the dialect's placeholder ``mark``; ``table``
+    qualifies the columns (``"r."``) when the listing joins another table."""
+    wanted: list[tuple[str, str | float]] = [
+        (f"{table}{column} {operator} {mark}", value)
+        for column, operator, value in (("status", "=", status), ("agent", "=", agent), ("created_at", ">=", since))
+        if value is not None
+    ]
+    clause = " AND ".join(condition for condition, _ in wanted)
     return (f"WHERE {clause}" if clause else ""), [value for _, value in wanted]
+
+
+def run_matches(row: RunRow, *, status: str | None, agent: str | None, since: float | None) -> bool:
+    """Whether a run row passes a listing's filters (the in-memory twin of ``run_filters``)."""
+    return (
+        (status is None or row.status == status)
+        and (agent is None or row.agent == agent)
+        and (since is None or row.created_at >= since)
+    )

@@ -7,7 +7,17 @@ from collections.abc import Callable, Sequence
 
 from agentkeel.core.events import TERMINAL_STATUSES, Event, RunStarted
 from agentkeel.errors import Killed, LeaseLost, RunBusy, RunNotFound, StoreError
-from agentkeel.stores.base import CancelRequest, Lease, RunRow, Signals, Switch, blocking_switch, signals
+from agentkeel.stores.base import (
+    CancelRequest,
+    Lease,
+    RunRow,
+    Signals,
+    Switch,
+    ToolCounts,
+    blocking_switch,
+    run_matches,
+    signals,
+)
 
 
 class MemoryStore:
@@ -52,14 +62,32 @@ class MemoryStore:
     async def load(self, run_id: str) -> list[Event]:
         return list(self._journal(run_id))
 
-    async def list_runs(self, *, limit: int = 50, status: str | None = None, agent: str | None = None) -> list[RunRow]:
-        rows = [
-            row
-            for row in self._rows.values()
-            if (status is None or row.status == status) and (agent is None or row.agent == agent)
-        ]
+    async def list_runs(
+        self,
+        *,
+        limit: int | None = 50,
+        status: str | None = None,
+        agent: str | None = None,
+        since: float | None = None,
+    ) -> list[RunRow]:
+        rows = [row for row in self._rows.values() if run_matches(row, status=status, agent=agent, since=since)]
         rows.sort(key=lambda row: row.created_at, reverse=True)
-        return rows[:limit]
+        return rows if limit is None else rows[:limit]
+
+    async def tool_outcomes(self, *, since: float | None = None, agent: str | None = None) -> list[ToolCounts]:
+        counts: dict[tuple[str, str], list[int]] = {}
+        for run_id, row in self._rows.items():
+            if not run_matches(row, status=None, agent=agent, since=since):
+                continue
+            for event in self._journals[run_id]:
+                if event.kind == "tool_call_finished":
+                    tally = counts.setdefault((run_id, event.name), [0, 0])
+                    tally[0] += 1
+                    tally[1] += event.error is not None
+        return [
+            ToolCounts(run_id=run_id, tool=tool, calls=calls, failures=failures)
+            for (run_id, tool), (calls, failures) in counts.items()
+        ]
 
     async def acquire_lease(self, run_id: str, owner: str, lease_s: float) -> Lease:
         self._journal(run_id)

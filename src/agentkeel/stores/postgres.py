@@ -41,7 +41,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from agentkeel.core.codec import decode_journal, encode_event
+from agentkeel.core.codec import decode_journal
 from agentkeel.core.events import Event, RunStarted
 from agentkeel.errors import ConfigError, Killed, LeaseLost, RunBusy, RunNotFound, StoreError
 from agentkeel.stores import postgres_sql as sql
@@ -51,10 +51,12 @@ from agentkeel.stores.base import (
     RunRow,
     Signals,
     Switch,
+    ToolCounts,
     blocking_switch,
     run_filters,
     signals,
 )
+from agentkeel.stores.encoding import journal_bytes
 from agentkeel.stores.postgres_batch import Batcher, PendingAppend, append_params, columns
 from agentkeel.stores.postgres_migrations import migrate
 from agentkeel.stores.postgres_pool import Connection, ConnectionPool
@@ -63,6 +65,18 @@ DEFAULT_POOL_MAX = 10
 _CONNECT_TIMEOUT_S = 10
 """libpq waits forever for an unreachable host unless told otherwise; ``?connect_timeout=`` overrides this."""
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+# Tool call outcomes per run and tool, from the journals of the runs a listing's filters (``{where}``) select: the
+# join walks each selected run's events by the primary key (run_id, seq) and parses the JSON of its finished calls
+# only, as ``json`` (read once, so not worth building ``jsonb``) from the UTF-8 bytes the codec wrote.
+_TOOL_OUTCOMES = """
+SELECT run_id, doc ->> 'name' AS tool, count(*), count(*) FILTER (WHERE json_typeof(doc -> 'error') = 'object')
+FROM (
+    SELECT e.run_id, convert_from(e.data, 'UTF8')::json AS doc
+    FROM keel_runs r JOIN keel_events e ON e.run_id = r.run_id AND e.kind = 'tool_call_finished'
+    {where}
+) AS finished
+GROUP BY run_id, tool"""
 
 
 class PostgresStore:
@@ -154,7 +168,7 @@ class PostgresStore:
             agents=[params["agent"]],
             kind=first.kind,
             at=first.at,
-            data=encode_event(first),
+            data=journal_bytes(first),
             owner=item.owner,
             expires_at=item.expires_at,
             lease_s=item.lease_s,
@@ -173,7 +187,7 @@ class PostgresStore:
         params = columns([_row_values(item.row) for item in items], _ROW_NAMES)
         params.update(
             columns(
-                [(item.first.kind, float(item.first.at), encode_event(item.first), item.owner) for item in items],
+                [(item.first.kind, float(item.first.at), journal_bytes(item.first), item.owner) for item in items],
                 ("kind", "at", "data", "owner"),
             )
         )
@@ -200,7 +214,7 @@ class PostgresStore:
             after_seq=after_seq,
             kinds=[event.kind for event in events],
             ats=[float(event.at) for event in events],
-            datas=[encode_event(event) for event in events],
+            datas=[journal_bytes(event) for event in events],
             row=row,
         )
         if len(self._leased) <= 1:  # alone: nothing to share a statement with
@@ -265,15 +279,32 @@ class PostgresStore:
             raise RunNotFound(run_id, self.url)
         return decode_journal([data for (data,) in rows], run_id=run_id)
 
-    async def list_runs(self, *, limit: int = 50, status: str | None = None, agent: str | None = None) -> list[RunRow]:
-        clause, params = run_filters(status=status, agent=agent, mark="%s")
+    async def list_runs(
+        self,
+        *,
+        limit: int | None = 50,
+        status: str | None = None,
+        agent: str | None = None,
+        since: float | None = None,
+    ) -> list[RunRow]:
+        clause, params = run_filters(status=status, agent=agent, since=since, mark="%s")
         async with self._connection() as conn:
             cursor = await conn.execute(
                 f"SELECT {sql.RUN_COLUMNS} FROM keel_runs {clause} ORDER BY created_at DESC LIMIT %s",
-                (*params, limit),
+                (*params, limit),  # LIMIT NULL: no limit
             )
             rows = await cursor.fetchall()
         return [_row_of(values) for values in rows]
+
+    async def tool_outcomes(self, *, since: float | None = None, agent: str | None = None) -> list[ToolCounts]:
+        clause, params = run_filters(status=None, agent=agent, since=since, mark="%s", table="r.")
+        async with self._connection() as conn:
+            cursor = await conn.execute(_TOOL_OUTCOMES.format(where=clause), params)
+            rows = await cursor.fetchall()
+        return [
+            ToolCounts(run_id=run_id, tool=tool, calls=int(calls), failures=int(failures))
+            for run_id, tool, calls, failures in rows
+        ]
 
     async def acquire_lease(self, run_id: str, owner: str, lease_s: float) -> Lease:
         async with self._connection() as conn:

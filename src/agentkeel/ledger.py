@@ -111,6 +111,13 @@ class Ledger:
         was refused by something other than the budget)."""
         self._close(reservation, None)
 
+    def absorb(self, spend: Spend) -> None:
+        """Count, here and on every ancestor, a child's spend made before this ledger existed: a child run found
+        already started (or ended) when its supervisor resumed, whose journal holds what it spent."""
+        up = spend.charged_up()
+        for ledger in self.lineage():
+            ledger._settled = ledger._settled.plus(up)
+
     def lineage(self) -> list[Ledger]:
         """This ledger, its parent, its parent's parent, ..."""
         chain: list[Ledger] = []

@@ -214,3 +214,43 @@ async def test_a_crash_inside_a_child_resumes_the_child_from_its_own_journal(sto
     assert asked == [0, 1, 1]  # the child's first turn was not asked again
     child = replay(await store.load("t3.1.1"))
     assert child.status == "completed" and child.parent_id == "t3"
+
+
+async def test_a_child_s_spend_before_a_crash_still_counts_against_the_supervisor_s_budget(
+    store: Store, clock: Any
+) -> None:
+    """The supervisor's ledger is rebuilt from its own journal after a crash; a child that was mid-run then has
+    spent model calls that only its journal records: they count, so the tree cannot overspend by restarting."""
+    shop = Shop()
+    asked: list[int] = []
+
+    def dies_after_two_turns(request: ModelRequest) -> ModelResponse:
+        turn = sum(1 for m in request.messages if m.kind == "assistant")
+        asked.append(turn)
+        if turn == 2 and asked.count(2) == 1:
+            raise Crash()  # two turns spent, then the process dies
+        script = [
+            call("get_order", order_id="#1"),
+            call("get_order", order_id="#2"),
+            call("get_order", order_id="#3"),
+            reply("done"),
+        ]
+        return script[turn]
+
+    def tree() -> Agent:
+        get_order, _ = shop.tools()
+        shop.both_started.set()  # no waiting for a second lookup here
+        child = Agent(name="researcher", model=ScriptedModel(dies_after_two_turns), tools=[get_order])
+        lead = [call("delegate_to_researcher", task="Look up #1, #2, #3"), reply("All looked up.")]
+        # 1 supervisor turn + 4 child turns + 1 supervisor turn = 6 model calls: one more than the budget
+        return Agent(
+            name="lead", model=ScriptedModel(lead), subagents=[child], store=store, budget=Budget(model_calls=5)
+        )
+
+    with pytest.raises(Crash):
+        await tree().run("Look up three orders", run_id="t4")
+    clock.advance(60)
+    result = await tree().resume("t4")
+    assert (result.status, result.reason) == ("failed", "budget_exceeded:model_calls")
+    child = replay(await store.load("t4.1.1"))
+    assert child.model_calls + replay(await store.load("t4")).model_calls <= 5  # never past the limit

@@ -101,6 +101,10 @@ async def delegate(
         found: RunState | None = replay(await store.load(child_id))
     except RunNotFound:
         found = None
+    if found is not None and ledger is not None:
+        # The supervisor's ledger was rebuilt from its journal, which holds only its finished delegations: what
+        # this child spent before the restart counts against the supervisor's budget too.
+        ledger.absorb(Spend.of(found).plus(children_spend(found)))
     if found is None:
         nest = delegation_traceparent(parent.run_id, parent.trace_parent, call)
         result = await child.start_child(

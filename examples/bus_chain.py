@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from agentkeel import Agent, ModelRequest, ModelResponse, ScriptedModel, Store, ToolResultMessage, call, reply, tool
-from agentkeel.bus import Bus, Handler, Message, Worker, agent_handler, open_bus
+from agentkeel.bus import Bus, Handler, Message, Route, Worker, open_bus, route_workers
 
 DEFAULT_BUS = "sqlite:///.keel/examples/bus.db"
 REQUEST = "Why does the sea have tides?"
@@ -136,12 +136,15 @@ def previous_output(message: Message) -> str:
     return payload if isinstance(payload, str) else str(payload)
 
 
+def routes(team: Mapping[str, Agent] | None = None) -> list[Route]:
+    """Each agent on its topic, answering on the next (``keel bus work examples/bus_chain.py:routes``)."""
+    team = team if team is not None else agents()
+    return [Route(topic, team[name], reply=reply_to, task=previous_output) for topic, name, reply_to in STAGES]
+
+
 def workers(bus: Bus, team: Mapping[str, Agent]) -> list[Worker]:
-    """One worker per agent, in a group of its own, subscribed to its topic with its reply topic."""
-    return [
-        Worker(bus, {topic: agent_handler(team[name], reply_topic=reply_to, task=previous_output)}, group=name)
-        for topic, name, reply_to in STAGES
-    ]
+    """One worker per agent, in a group of its own (the agent's name), subscribed to its topic."""
+    return route_workers(bus, routes(team))
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -70,3 +71,60 @@ def test_keel_bus_on_an_empty_bus_and_a_bad_url(tmp_path: Path, monkeypatch: pyt
     result = keel("bus", "--bus", "kafka://broker")
     assert result.exit_code != 0
     assert "unknown scheme 'kafka'" in result.output
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
+
+
+def test_publish_then_work_runs_the_chain_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the example's agents keep their runs in ./.keel/keel.db
+    monkeypatch.delenv("KEEL_BUS", raising=False)
+    url = f"sqlite:///{tmp_path / 'chain.db'}"
+
+    sent = keel("bus", "publish", "research.requested", "Why does the sea have tides?", "--bus", url, "--json")
+    assert sent.exit_code == 0, sent.output
+    request = json.loads(sent.output)
+    assert (request["topic"], request["payload"]) == ("research.requested", "Why does the sea have tides?")
+
+    served = keel("bus", "work", f"{EXAMPLES / 'bus_chain.py'}:routes", "--until-idle", "2", "--bus", url)
+    assert served.exit_code == 0, served.output
+    assert "serving research.requested → researcher → research.done" in served.output
+    assert "handled 4 message(s)" in served.output
+
+    async def final() -> list[Any]:
+        bus = SQLiteBus(tmp_path / "chain.db")
+        try:
+            message = await bus.consume("validated", "reader", "me")
+            return [message.correlation_id, message.payload["output"]] if message else []
+        finally:
+            await bus.close()
+
+    correlation, output = asyncio.run(final())
+    assert correlation == request["correlation_id"]  # the four replies kept the request's piece of work
+    assert output.startswith("APPROVED") and "moon" in output
+
+    topics = {(row["topic"], row["group"]): row for row in json.loads(keel("bus", "--bus", url, "--json").output)}
+    for topic, group in [("research.requested", "researcher"), ("edited.done", "validator")]:
+        assert (topics[(topic, group)]["pending"], topics[(topic, group)]["lag"]) == (0, 0)
+
+
+def test_publish_reads_json_or_text_and_refuses_a_bad_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'bus.db'}"
+    structured = json.loads(keel("bus", "publish", "orders", '{"id": 7}', "--bus", url, "--json").output)
+    assert structured["payload"] == {"id": 7}
+    joined = keel("bus", "publish", "orders", "plain words", "--bus", url, "--correlation-id", "work-1", "--json")
+    assert json.loads(joined.output)["correlation_id"] == "work-1"
+    bad = keel("bus", "publish", "orders", "x", "--header", "novalue", "--bus", url)
+    assert bad.exit_code == 2 and "--header takes KEY=VALUE" in bad.output
+
+
+def test_work_names_what_is_wrong_with_a_routes_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'bus.db'}"
+    missing = keel("bus", "work", f"{EXAMPLES / 'bus_chain.py'}:nothing", "--until-idle", "1", "--bus", url)
+    assert missing.exit_code == 2 and "has no 'nothing'" in missing.output
+    wrong = keel("bus", "work", f"{EXAMPLES / 'bus_chain.py'}:STAGES", "--until-idle", "1", "--bus", url)
+    assert wrong.exit_code == 2 and "not a list of Route objects" in wrong.output

@@ -16,11 +16,13 @@ from pathlib import Path
 from types import ModuleType
 
 from agentkeel.agent import Agent
+from agentkeel.bus.routes import Route
 from agentkeel.cli.exits import UsageProblem
 from agentkeel.errors import KeelError
 from agentkeel.patterns.pipeline import Pipeline
 
 EXAMPLE = "examples/support_desk.py:agent"
+ROUTES_EXAMPLE = "examples/bus_chain.py:routes"
 
 
 def load_agent(ref: str) -> tuple[Agent, str]:
@@ -34,21 +36,50 @@ def load_agent(ref: str) -> tuple[Agent, str]:
 
 def load_runnable(ref: str) -> tuple[Agent | Pipeline, str]:
     """The ``Agent`` or ``Pipeline`` a reference names, and the reference in its canonical form."""
+    module, target, name, canonical = _module_of(ref)
+    return _agent_in(module, target, name), canonical
+
+
+def load_routes(ref: str) -> list[Route]:
+    """The bus routes a reference names: a list of ``Route`` objects, or a function of no arguments that
+    returns one."""
+    module, target, name, _ = _module_of(ref, example=ROUTES_EXAMPLE)
+    if not hasattr(module, name):
+        listed = sorted(key for key, value in vars(module).items() if _is_routes(value))
+        hint = f": the routes in it: {', '.join(listed)}" if listed else f": define `{name} = [Route(...), ...]`"
+        raise UsageProblem(f"{target} has no {name!r}{hint}")
+    found = getattr(module, name)
+    if callable(found) and not isinstance(found, Route):
+        try:
+            found = found()
+        except TypeError as exc:
+            raise UsageProblem(f"{name} in {target} must take no arguments to give the routes: {exc}") from exc
+    if isinstance(found, Route):
+        found = [found]
+    if not _is_routes(found):
+        raise UsageProblem(
+            f"{name!r} in {target} is a {type(found).__name__}, not a list of Route objects: write "
+            f"`{name} = [Route('topic', agent, reply='next.topic'), ...]`"
+        )
+    return list(found)
+
+
+def _is_routes(value: object) -> bool:
+    return isinstance(value, list | tuple) and bool(value) and all(isinstance(item, Route) for item in value)
+
+
+def _module_of(ref: str, *, example: str = EXAMPLE) -> tuple[ModuleType, str, str, str]:
+    """The module a ``FILE.py:NAME`` or ``module:NAME`` reference names, its target, the name, and the canonical
+    reference."""
     target, sep, name = ref.strip().rpartition(":")
     if not sep or not target or not name:
-        raise UsageProblem(
-            f"{ref!r} does not say where the agent is: write FILE.py:NAME or module:NAME, e.g. {EXAMPLE}"
-        )
+        raise UsageProblem(f"{ref!r} does not say where to look: write FILE.py:NAME or module:NAME, e.g. {example}")
     if not name.isidentifier():
-        raise UsageProblem(f"{name!r} in {ref!r} is not a Python name: write FILE.py:NAME, e.g. {EXAMPLE}")
+        raise UsageProblem(f"{name!r} in {ref!r} is not a Python name: write FILE.py:NAME, e.g. {example}")
     if _looks_like_path(target):
         path = Path(target).expanduser().resolve()
-        module = _import_file(target, path)
-        canonical = f"{path}:{name}"
-    else:
-        module = _import_module(target)
-        canonical = f"{target}:{name}"
-    return _agent_in(module, target, name), canonical
+        return _import_file(target, path), target, name, f"{path}:{name}"
+    return _import_module(target), target, name, f"{target}:{name}"
 
 
 def _looks_like_path(target: str) -> bool:

@@ -5,13 +5,14 @@
   publish to the last ack, in messages per second.
 * Latency: one producer publishes a message every ``--interval-ms`` (below saturation, so nothing queues up)
   while one ``Worker`` consumes them; the figure is each message's time from the call to ``publish`` to the return
-  of its ``ack``, as p50, p95 and p99 in milliseconds. The SQLite bus polls (``consume`` looks again every 50 ms
-  when it finds nothing), so an idle consumer's wait shows up here; Redis blocks on the server; the in-memory bus
-  wakes on a condition.
+  of its ``ack``, as p50, p95 and p99 in milliseconds. The SQLite and PostgreSQL buses poll (``consume`` looks
+  again every 50 ms when it finds nothing), so an idle consumer's wait shows up here; Redis blocks on the server;
+  the in-memory bus wakes on a condition.
 
-Each figure is the median of 3 runs (``--repeats``), on the in-memory bus, on SQLite (a temporary file) and on
-Redis (``--redis``, default ``redis://127.0.0.1:6379/0``, a key prefix of its own, deleted afterwards) when it can
-be reached.
+Each figure is the median of 3 runs (``--repeats``), on the in-memory bus, on SQLite (a temporary file), on Redis
+(``--redis``, default ``redis://127.0.0.1:6379/0``, a key prefix of its own, deleted afterwards) and on PostgreSQL
+(``--postgres``, default ``KEEL_BENCH_POSTGRES`` or ``postgresql://postgres@127.0.0.1:5432/test``, a schema of its
+own, dropped afterwards) when they can be reached.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import functools
 import json
+import os
 import secrets
 import statistics
 import sys
@@ -37,6 +39,7 @@ from bench.report import machine, source
 RESULTS = Path(__file__).resolve().parent / "results"
 TOPIC = "bench.jobs"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+POSTGRES_URL = os.environ.get("KEEL_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 BLOCK_S = 0.05
 T = TypeVar("T")
 
@@ -101,8 +104,11 @@ async def latency(bus: Bus, count: int, interval_s: float) -> dict[str, float]:
     return {"p50_ms": cuts[49], "p95_ms": cuts[94], "p99_ms": cuts[98]}
 
 
-def openers(tmp: Path, redis_url: str | None) -> tuple[dict[str, Callable[[], Bus]], dict[str, str]]:
-    """How to open a fresh bus per backend, and why a backend is left out."""
+def openers(
+    tmp: Path, redis_url: str | None, postgres_url: str | None = None
+) -> tuple[dict[str, Callable[[], Bus]], dict[str, str]]:
+    """How to open a fresh bus per backend, and why a backend is left out (PostgreSQL: only when asked for; its
+    buses share one schema, whose tables each run drops, and which ``measure`` drops at the end)."""
     found: dict[str, Callable[[], Bus]] = {
         "memory": MemoryBus,
         "sqlite": lambda: SQLiteBus(tmp / f"bus-{secrets.token_hex(4)}.db"),
@@ -110,14 +116,19 @@ def openers(tmp: Path, redis_url: str | None) -> tuple[dict[str, Callable[[], Bu
     skipped: dict[str, str] = {}
     if redis_url is None:
         skipped["redis"] = "not asked for (--redis '')"
-        return found, skipped
-    reason = asyncio.run(_redis_unreachable(redis_url))
-    if reason is None:
+    elif (reason := asyncio.run(_redis_unreachable(redis_url))) is None:
         from agentkeel.bus.redis_streams import RedisBus
 
         found["redis"] = lambda: RedisBus(redis_url, prefix=f"keel:bench:{secrets.token_hex(6)}")
     else:
         skipped["redis"] = reason
+    if postgres_url is not None:
+        if (reason := asyncio.run(_postgres_unreachable(postgres_url))) is None:
+            from agentkeel.bus.postgres import PostgresBus
+
+            found["postgres"] = lambda: PostgresBus(postgres_url)
+        else:
+            skipped["postgres"] = reason
     return found, skipped
 
 
@@ -136,8 +147,36 @@ async def _redis_unreachable(url: str) -> str | None:
     return None
 
 
+def in_schema(url: str, schema: str) -> str:
+    """``url`` with its tables in ``schema`` (created by the bus's first call)."""
+    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
+
+
+async def _postgres_unreachable(url: str) -> str | None:
+    try:
+        from agentkeel.bus.postgres import PostgresBus
+    except ImportError:
+        return "psycopg is not installed: pip install -e '.[postgres]'"
+    bus = PostgresBus(url)
+    try:
+        await bus.topics()
+    except StoreError as exc:
+        reason = exc.__cause__ or exc
+        return f"PostgreSQL is not reachable at {bus.url} (KEEL_BENCH_POSTGRES or --postgres names another): {reason}"
+    finally:
+        await bus.close()
+    return None
+
+
+async def _drop_schema(url: str, schema: str) -> None:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # type: ignore[arg-type]
+
+
 async def _fresh(open_bus: Callable[[], Bus], measure: Callable[[Bus], Awaitable[T]]) -> T:
-    """``measure`` on a bus of its own, closed (and on Redis, deleted) afterwards."""
+    """``measure`` on a bus of its own, closed (and on Redis and PostgreSQL, deleted) afterwards."""
     bus = open_bus()
     try:
         return await measure(bus)
@@ -154,25 +193,33 @@ def measure(
     interval_ms: float = 2.0,
     repeats: int = 3,
     redis_url: str | None = REDIS_URL,
+    postgres_url: str | None = None,
 ) -> dict[str, Any]:
-    """The figures per backend (each the median of ``repeats`` runs, on a fresh bus each time)."""
+    """The figures per backend (each the median of ``repeats`` runs, on a fresh bus each time); PostgreSQL only
+    when ``postgres_url`` names a server."""
     figures: dict[str, Any] = {}
+    schema = f"keel_bench_bus_{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="agentkeel-bus-") as tmp:
-        found, skipped = openers(Path(tmp), redis_url)
-        for kind, open_bus in found.items():
-            rate_of = functools.partial(throughput, count=count)
-            latency_of = functools.partial(latency, count=latency_count, interval_s=interval_ms / 1000)
-            rates = [asyncio.run(_fresh(open_bus, rate_of)) for _ in range(repeats)]
-            lat = [asyncio.run(_fresh(open_bus, latency_of)) for _ in range(repeats)]
-            figures[kind] = {
-                "messages": count,
-                "msgs_per_s": statistics.median(rates),
-                "msgs_per_s_samples": rates,
-                "latency_messages": latency_count,
-                "interval_ms": interval_ms,
-                **{key: statistics.median(sample[key] for sample in lat) for key in ("p50_ms", "p95_ms", "p99_ms")},
-                "latency_samples": lat,
-            }
+        schema_url = in_schema(postgres_url, schema) if postgres_url is not None else None
+        found, skipped = openers(Path(tmp), redis_url, schema_url)
+        try:
+            for kind, open_bus in found.items():
+                rate_of = functools.partial(throughput, count=count)
+                latency_of = functools.partial(latency, count=latency_count, interval_s=interval_ms / 1000)
+                rates = [asyncio.run(_fresh(open_bus, rate_of)) for _ in range(repeats)]
+                lat = [asyncio.run(_fresh(open_bus, latency_of)) for _ in range(repeats)]
+                figures[kind] = {
+                    "messages": count,
+                    "msgs_per_s": statistics.median(rates),
+                    "msgs_per_s_samples": rates,
+                    "latency_messages": latency_count,
+                    "interval_ms": interval_ms,
+                    **{key: statistics.median(sample[key] for sample in lat) for key in ("p50_ms", "p95_ms", "p99_ms")},
+                    "latency_samples": lat,
+                }
+        finally:
+            if postgres_url is not None and "postgres" in found:
+                asyncio.run(_drop_schema(postgres_url, schema))
         for kind, reason in skipped.items():
             figures[kind] = {"skipped": reason}
     return figures
@@ -200,9 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval-ms", type=float, default=2.0, help="time between two publishes, latency runs")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--redis", default=REDIS_URL, help="the Redis server ('' to leave Redis out)")
+    parser.add_argument("--postgres", default=POSTGRES_URL, help="the PostgreSQL server ('' to leave it out)")
     parser.add_argument("--out", type=Path, default=None, help="where to write the JSON figures")
     args = parser.parse_args(argv)
-    figures = measure(args.messages, args.latency_messages, args.interval_ms, args.repeats, args.redis or None)
+    figures = measure(
+        args.messages, args.latency_messages, args.interval_ms, args.repeats, args.redis or None, args.postgres or None
+    )
     print(render(figures))
     out = args.out or RESULTS / f"bus-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

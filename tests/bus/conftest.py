@@ -1,12 +1,16 @@
-"""Fixtures of the bus tests: ``case``, each backend in turn (memory, SQLite, Redis), with a way to age deliveries.
+"""Fixtures of the bus tests: ``case``, each backend in turn (memory, SQLite, Redis, PostgreSQL), with a way to age
+deliveries.
 
-Memory and SQLite time idleness with a manual clock, so ``case.advance`` makes deliveries stale at once. Redis times
-it on the server: there ``advance`` does nothing and the tests claim with a small ``idle_s`` and poll (``eventually``).
+Memory, SQLite and PostgreSQL time idleness with a manual clock, so ``case.advance`` makes deliveries stale at once.
+Redis times it on the server: there ``advance`` does nothing and the tests claim with a small ``idle_s`` and poll
+(``eventually``). The PostgreSQL bus of a test lives in a schema of its own on the test server
+(``postgres_server.py``), dropped afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +19,11 @@ from typing import TypeVar
 import pytest
 import redis_server
 
+import postgres_server
 from agentkeel.bus import Bus, MemoryBus, SQLiteBus
 
 T = TypeVar("T")
-BACKENDS = ["memory", "sqlite", "redis"]
+BACKENDS = ["memory", "sqlite", "redis", "postgres"]
 
 
 class ManualClock:
@@ -40,6 +45,8 @@ class BusCase:
     clock: ManualClock | None
     others: list[Bus] = field(default_factory=list)
     opener: Callable[[], Bus] | None = None
+    schema: str | None = None
+    """PostgreSQL: the test's own schema, dropped when the case closes."""
 
     def advance(self, seconds: float) -> None:
         """Age every delivery by ``seconds`` (Redis: a no-op; its server's clock runs by itself)."""
@@ -81,6 +88,8 @@ async def open_case(name: str, tmp_path: Path) -> BusCase:
             clock=clock,
             opener=lambda: SQLiteBus(path, clock=clock),
         )
+    if name == "postgres":
+        return open_postgres_case()
     from agentkeel.bus.redis_streams import RedisBus
 
     server = redis_server.require_redis()
@@ -94,15 +103,36 @@ async def open_case(name: str, tmp_path: Path) -> BusCase:
     )
 
 
-async def close_case(case: BusCase) -> None:
-    for other in case.others:
-        await other.close()
-    if case.name == "redis":
-        from agentkeel.bus.redis_streams import RedisBus
+def open_postgres_case() -> BusCase:
+    from agentkeel.bus.postgres import PostgresBus
 
-        assert isinstance(case.bus, RedisBus)
-        await case.bus.drop()
-    await case.bus.close()
+    postgres_server.require_postgres()
+    clock = ManualClock()
+    schema = f"keel_test_{secrets.token_hex(6)}"
+    url = postgres_server.schema_url(schema)
+    return BusCase(
+        name="postgres",
+        bus=PostgresBus(url, clock=clock),
+        url=url,
+        clock=clock,
+        opener=lambda: PostgresBus(url, clock=clock),
+        schema=schema,
+    )
+
+
+async def close_case(case: BusCase) -> None:
+    try:
+        for other in case.others:
+            await other.close()
+        if case.name == "redis":
+            from agentkeel.bus.redis_streams import RedisBus
+
+            assert isinstance(case.bus, RedisBus)
+            await case.bus.drop()
+        await case.bus.close()
+    finally:
+        if case.schema is not None:
+            postgres_server.drop_schema(case.schema)
 
 
 @pytest.fixture(params=BACKENDS)

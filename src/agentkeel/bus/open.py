@@ -1,8 +1,9 @@
 """Choosing a bus by URL: ``memory://``, ``sqlite:///relative/bus.db``, ``sqlite:////absolute/bus.db``,
-``redis://host:port/db?prefix=keel:bus``.
+``redis://host:port/db?prefix=keel:bus``, ``postgresql://user@host:5432/db?schema=keel``.
 
 The default is ``KEEL_BUS`` from the environment, else ``sqlite:///.keel/bus.db`` (relative to the working
-directory). A SQLite bus may share the store's file: its tables are its own (``keel_bus_*``).
+directory). A SQLite bus may share the store's file, and a PostgreSQL bus the store's database and schema: their
+tables are their own (``keel_bus_*``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ def default_bus_url() -> str:
 
 
 def open_bus(url: str | None = None, *, clock: Callable[[], float] | None = None) -> Bus:
-    """Open the bus a URL names (the default bus when ``url`` is None). ``clock`` (memory and SQLite) times the
-    idleness of deliveries, for tests."""
+    """Open the bus a URL names (the default bus when ``url`` is None). ``clock`` (memory, SQLite and PostgreSQL)
+    times the idleness of deliveries, for tests."""
     url = url or default_bus_url()
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -54,7 +55,17 @@ def open_bus(url: str | None = None, *, clock: Callable[[], float] | None = None
             raise ConfigError(f"bus URL {url!r}: unknown option(s) {', '.join(sorted(unknown))}; known: prefix")
         plain = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
         return RedisBus(plain, prefix=options.get("prefix", "keel:bus"))
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from agentkeel.bus.postgres import PostgresBus  # psycopg is an optional dependency
+        except ImportError as exc:
+            if not (exc.name or "").startswith("psycopg"):
+                raise
+            raise ConfigError(
+                "a postgresql:// bus needs the PostgreSQL driver: pip install 'agentkeel[postgres]'"
+            ) from exc
+        return PostgresBus(url, clock=clock) if clock else PostgresBus(url)
     raise ConfigError(
         f"bus URL {url!r} has an unknown scheme {parts.scheme!r}: use sqlite:///path/to/bus.db, "
-        "redis://host:6379/0 or memory://"
+        "postgresql://user@host:5432/db, redis://host:6379/0 or memory://"
     )

@@ -1,0 +1,446 @@
+"""The PostgreSQL bus: topics in the database of the PostgreSQL store, for consumers on several machines (needs
+``agentkeel[postgres]``).
+
+``postgresql://user:password@host:5432/db?schema=keel&pool_max=4``: ``schema`` (created when missing) and
+``pool_max`` are this bus's, as for the store (``stores/postgres.py``); every other query parameter goes to libpq.
+Its tables (``keel_bus_*``, laid out as the SQLite bus's) can share the store's schema. The first call creates
+them with ``CREATE TABLE IF NOT EXISTS`` under the schema's advisory lock (the one the store's migrations take), so
+processes that start together queue instead of colliding.
+
+Every operation is one statement, hence one transaction, at READ COMMITTED (data-modifying ``WITH`` clauses where
+it touches several tables), so a delivery, a settlement and the outputs it publishes commit together or not at
+all, in one round trip. Consumers of one group take new messages under a lock on the group's cursor row
+(``FOR UPDATE``), so two of them never get the same one; redeliveries and takeovers lock the pending rows they take
+(``FOR UPDATE SKIP LOCKED``), so concurrent takers share them out instead of waiting for each other.
+
+Publishing order. A cursor is the ``seq`` of the last message its group was given, and a ``seq`` is drawn when its
+row is inserted, not when it commits: two publishers of one topic could commit out of order, and a cursor moved
+past a row not yet visible would skip that message for good. So a publish takes a transaction-level advisory lock
+on its topic before its rows draw their ``seq`` and holds it until it commits: on one topic, rows become visible
+in ``seq`` order. Publishers of different topics do not wait for each other.
+
+A consumer learns of new messages by polling (``consume(block_s=...)``), as on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from agentkeel.bus.base import (
+    DEAD_SUFFIX,
+    Message,
+    Outgoing,
+    TopicStats,
+    check_topic,
+    dead_message,
+    dead_topic,
+    new_message,
+    outgoing_message,
+)
+from agentkeel.errors import ConfigError, StoreError
+from agentkeel.stores.postgres import _masked, _split_url
+from agentkeel.stores.postgres_migrations import MIGRATION_LOCK
+from agentkeel.stores.postgres_pool import Connection, ConnectionPool
+
+DEFAULT_POOL_MAX = 4
+_CONNECT_TIMEOUT_S = 10
+"""libpq waits forever for an unreachable host unless told otherwise; ``?connect_timeout=`` overrides this."""
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_TOPIC_LOCK = 0x6B627573
+"""The advisory lock class ("kbus") of publishing on a topic; the object id is a hash of the schema and topic."""
+_POLL_S = 0.05
+
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS keel_bus_messages (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+    "id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL, payload TEXT NOT NULL, correlation_id TEXT NOT NULL, "
+    "causation_id TEXT, headers TEXT NOT NULL, published_at DOUBLE PRECISION NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS keel_bus_messages_topic ON keel_bus_messages (topic, seq)",
+    # A group's cursor: the seq of the last message of the topic it was given.
+    "CREATE TABLE IF NOT EXISTS keel_bus_groups (topic TEXT NOT NULL, grp TEXT NOT NULL, "
+    "cursor BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (topic, grp))",
+    # Deliveries not settled yet; consumer NULL: given back by nack, first in line for the group's next consume.
+    "CREATE TABLE IF NOT EXISTS keel_bus_pending (grp TEXT NOT NULL, seq BIGINT NOT NULL, topic TEXT NOT NULL, "
+    "consumer TEXT, attempts INTEGER NOT NULL, delivered_at DOUBLE PRECISION NOT NULL, "
+    "error TEXT NOT NULL DEFAULT '', PRIMARY KEY (grp, seq))",
+    "CREATE TABLE IF NOT EXISTS keel_bus_handled (grp TEXT NOT NULL, message_id TEXT NOT NULL, "
+    "at DOUBLE PRECISION NOT NULL, PRIMARY KEY (grp, message_id))",
+)
+_NAMES = ["keel_bus_messages", "keel_bus_messages_topic", "keel_bus_groups", "keel_bus_pending", "keel_bus_handled"]
+_COLUMNS = "m.seq, m.id, m.topic, m.payload, m.correlation_id, m.causation_id, m.headers, m.published_at"
+
+# The group's next delivery for a consumer, in one statement. First a message given back by nack (one another
+# consumer is taking at this moment is skipped, not waited for); else the topic's next message after the group's
+# cursor, read under the cursor row's lock: the cursor moves onto it, and it becomes a delivery unless the group
+# settled it already. The first column says which: 'retry' (the last two columns are its attempts and error),
+# 'new', 'handled' (the cursor moved past it: look again) or 'none'; no row at all: the group has no cursor yet.
+_NEXT = f"""WITH retry AS (
+    UPDATE keel_bus_pending SET consumer = %(consumer)s, attempts = attempts + 1, delivered_at = %(now)s
+    WHERE (grp, seq) = (
+        SELECT grp, seq FROM keel_bus_pending
+        WHERE grp = %(group)s AND topic = %(topic)s AND consumer IS NULL
+        ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED
+    )
+    RETURNING seq, attempts, error
+), position AS (
+    SELECT g.cursor FROM keel_bus_groups g
+    WHERE g.topic = %(topic)s AND g.grp = %(group)s AND NOT EXISTS (SELECT 1 FROM retry)
+    FOR UPDATE
+), next AS (
+    SELECT m.* FROM position, keel_bus_messages m
+    WHERE m.topic = %(topic)s AND m.seq > position.cursor ORDER BY m.seq LIMIT 1
+), moved AS (
+    UPDATE keel_bus_groups g SET cursor = next.seq FROM next WHERE g.topic = %(topic)s AND g.grp = %(group)s
+), delivered AS (
+    INSERT INTO keel_bus_pending (grp, seq, topic, consumer, attempts, delivered_at)
+    SELECT %(group)s, next.seq, next.topic, %(consumer)s, 1, %(now)s FROM next
+    WHERE NOT EXISTS (SELECT 1 FROM keel_bus_handled h WHERE h.grp = %(group)s AND h.message_id = next.id)
+    RETURNING seq
+)
+SELECT 'retry', {_COLUMNS}, retry.attempts, retry.error FROM retry JOIN keel_bus_messages m ON m.seq = retry.seq
+UNION ALL
+SELECT CASE WHEN m.seq IS NULL THEN 'none' WHEN EXISTS (SELECT 1 FROM delivered) THEN 'new' ELSE 'handled' END,
+    {_COLUMNS}, 1, '' FROM position LEFT JOIN next m ON true"""
+
+# Messages to append, one array element per message, with the advisory locks of their topics (in topic order, so
+# that two statements never wait for each other's). The locks come first: a row's seq is drawn as the insert
+# reads its source row, and each source row is joined to the count of locks taken, which exists once they all are.
+_LOCKS = f"pg_advisory_xact_lock({_TOPIC_LOCK}, hashtext(coalesce(current_schema(), '') || ' ' || topic))"
+_APPEND = """INSERT INTO keel_bus_messages (id, topic, payload, correlation_id, causation_id, headers, published_at)
+    SELECT new.* FROM (SELECT count(*) AS locks FROM locked) AS taken, {gate}unnest(
+        %(ids)s::text[], %(topics)s::text[], %(payloads)s::text[], %(correlation_ids)s::text[],
+        %(causation_ids)s::text[], %(headers)s::text[], %(published_at)s::float8[]
+    ) AS new
+    WHERE taken.locks = cardinality(%(locks)s::text[])"""
+_PUBLISH = f"""WITH locked AS MATERIALIZED (SELECT {_LOCKS} FROM unnest(%(locks)s::text[]) AS topic)
+{_APPEND.format(gate="")}"""
+
+# A settlement: the record that the group handled the message, the end of its delivery, and the messages it
+# publishes, only if the record is new. The count is 0 when the group had settled the message before.
+_SETTLE = f"""WITH gone AS (DELETE FROM keel_bus_pending WHERE grp = %(group)s AND seq = %(seq)s),
+settled AS (
+    INSERT INTO keel_bus_handled (grp, message_id, at) VALUES (%(group)s, %(id)s, %(now)s)
+    ON CONFLICT DO NOTHING RETURNING 1
+), locked AS MATERIALIZED (
+    SELECT {_LOCKS} FROM settled, unnest(%(locks)s::text[]) AS topic
+), published AS (
+    {_APPEND.format(gate="settled, ")}
+)
+SELECT count(*) FROM settled"""
+
+# The group's deliveries idle since ``before``, taken over by this consumer (those being settled at this moment
+# are skipped).
+_STALE = f"""WITH stale AS (
+    SELECT grp, seq FROM keel_bus_pending
+    WHERE grp = %(group)s AND topic = %(topic)s AND consumer IS NOT NULL AND delivered_at <= %(before)s
+    ORDER BY seq FOR UPDATE SKIP LOCKED
+), taken AS (
+    UPDATE keel_bus_pending p SET consumer = %(consumer)s, attempts = p.attempts + 1, delivered_at = %(now)s
+    FROM stale WHERE p.grp = stale.grp AND p.seq = stale.seq
+    RETURNING p.seq, p.attempts, p.error
+)
+SELECT {_COLUMNS}, taken.attempts, taken.error FROM taken JOIN keel_bus_messages m ON m.seq = taken.seq
+ORDER BY m.seq"""
+
+
+class PostgresBus:
+    """Topics, groups, deliveries and the handled-ids record in a PostgreSQL database."""
+
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
+        conninfo, options = _split_url(url)
+        self.url = _masked(url)
+        self.schema = options.get("schema")
+        if self.schema is not None and not _SCHEMA_NAME.fullmatch(self.schema):
+            raise ConfigError(
+                f"bus URL {self.url}: schema {self.schema!r} must be a lowercase name of letters, digits and "
+                "underscores (e.g. ?schema=keel)"
+            )
+        self.pool_max = _pool_max(options.get("pool_max"), self.url)
+        self._conninfo = _conninfo(conninfo, self.schema, self.url)
+        self._clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening = asyncio.Lock()
+        self._pool: ConnectionPool | None = None
+
+    # -- connections ------------------------------------------------------------------------------------------
+
+    async def _ready(self) -> ConnectionPool:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # first use, or a new event loop: a pool's connections belong to one loop
+            if self._pool is not None:
+                await self._pool.close()
+            self._loop, self._opening, self._pool = loop, asyncio.Lock(), None
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await self._open()
+        return self._pool
+
+    async def _open(self) -> ConnectionPool:
+        pool = ConnectionPool(self._conninfo, self.pool_max)
+        try:
+            conn = await pool.connect()
+        except psycopg.Error as exc:
+            raise StoreError(self._unreachable(exc)) from exc
+        try:
+            await self._create_tables(conn)
+        except BaseException as exc:
+            await conn.close()
+            if isinstance(exc, psycopg.Error):
+                raise StoreError(f"cannot create the bus's tables at {self.url}: {exc}") from exc
+            raise
+        await pool.give(conn)
+        return pool
+
+    async def _create_tables(self, conn: Connection) -> None:
+        """The schema and the tables, under the lock the store's migrations take for the same schema: concurrent
+        ``CREATE ... IF NOT EXISTS`` of one name can still collide, so processes that start together queue. Only
+        when something is missing: ``CREATE INDEX IF NOT EXISTS`` locks its table even when the index exists, and
+        would wait for every transaction writing to it."""
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s::integer, hashtext(coalesce(%s::text, current_schema(), '')))",
+                (MIGRATION_LOCK, self.schema),
+            )
+            if self.schema is not None:  # CREATE SCHEMA IF NOT EXISTS would demand the privilege even when it exists
+                found = await (
+                    await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,))
+                ).fetchone()
+                if found is None:
+                    await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
+            present = await (
+                await conn.execute(
+                    "SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) name", (_NAMES,)
+                )
+            ).fetchone()
+            if present is None or not present[0]:
+                for statement in _TABLES:
+                    await conn.execute(statement)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        """A connection in autocommit, where one statement is one transaction."""
+        pool = await self._ready()
+        conn: Connection | None = None
+        try:
+            async with pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            if conn is None or conn.broken:
+                raise StoreError(self._unreachable(exc)) from exc
+            raise StoreError(f"the PostgreSQL bus at {self.url} failed: {exc}") from exc
+
+    def _unreachable(self, exc: BaseException) -> str:
+        return (
+            f"cannot reach the PostgreSQL bus at {self.url} ({exc}): check that the server runs there and accepts "
+            "the URL's user, password and database, or pass another bus URL (--bus / KEEL_BUS)"
+        )
+
+    # -- the Bus protocol -------------------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Message:
+        message = new_message(
+            check_topic(topic),
+            payload,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            headers=headers,
+            now=self._clock(),
+        )
+        async with self._connection() as conn:
+            await _insert(conn, [message])
+        return message
+
+    async def consume(self, topic: str, group: str, consumer: str, *, block_s: float = 0.0) -> Message | None:
+        deadline = time.monotonic() + block_s
+        while True:
+            async with self._connection() as conn:
+                message = await self._next(conn, topic, group, consumer)
+            left = deadline - time.monotonic()
+            if message is not None or left <= 0:
+                return message
+            await asyncio.sleep(min(_POLL_S, left))  # other processes publish too: poll
+
+    async def _next(self, conn: Connection, topic: str, group: str, consumer: str) -> Message | None:
+        params = {"topic": topic, "group": group, "consumer": consumer, "now": self._clock()}
+        while True:
+            found = await (await conn.execute(_NEXT, params)).fetchone()
+            if found is None:  # the group's first consume
+                await conn.execute(
+                    "INSERT INTO keel_bus_groups (topic, grp) VALUES (%s, %s) ON CONFLICT DO NOTHING", (topic, group)
+                )
+                continue
+            kind, *row = found
+            if kind == "retry":
+                return _message(row[:-2], attempts=row[-2], error=row[-1])
+            if kind == "new":
+                return _message(row[:-2], attempts=1)
+            if kind == "none":
+                return None
+            # settled by this group already (published twice under one id): never again
+
+    async def _settle(self, message: Message, group: str, outputs: Sequence[Message]) -> bool:
+        params = {"group": group, "seq": int(message.receipt), "id": message.id, "now": self._clock()}
+        async with self._connection() as conn:
+            found = await (await conn.execute(_SETTLE, {**params, **_appended(outputs)})).fetchone()
+        return found is not None and found[0] > 0
+
+    async def ack(self, message: Message, group: str, *, publish: Sequence[Outgoing] = ()) -> bool:
+        outputs = [outgoing_message(message, check_topic(topic), payload) for topic, payload in publish]
+        return await self._settle(message, group, outputs)
+
+    async def nack(self, message: Message, group: str, error: str) -> None:
+        async with self._connection() as conn:  # only the delivery it was given (a claimed one has moved on)
+            await conn.execute(
+                "UPDATE keel_bus_pending SET consumer = NULL, error = %s WHERE grp = %s AND seq = %s AND attempts = %s",
+                (_text(error), group, int(message.receipt), message.attempts),
+            )
+
+    async def dead_letter(self, message: Message, group: str, error: str) -> bool:
+        return await self._settle(message, group, [dead_message(message, group, error)])
+
+    async def claim_stale(self, topic: str, group: str, consumer: str, *, idle_s: float) -> list[Message]:
+        now = self._clock()
+        params = {"topic": topic, "group": group, "consumer": consumer, "now": now, "before": now - idle_s}
+        async with self._connection() as conn:
+            rows = await (await conn.execute(_STALE, params)).fetchall()
+        return [_message(row[:-2], attempts=row[-2], error=row[-1]) for row in rows]
+
+    async def topics(self) -> list[TopicStats]:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")  # one snapshot
+            counted = await conn.execute("SELECT topic, count(*) FROM keel_bus_messages GROUP BY topic")
+            grouped = await conn.execute(
+                "SELECT g.topic, g.grp, (SELECT count(*) FROM keel_bus_messages m "
+                "WHERE m.topic = g.topic AND m.seq > g.cursor) FROM keel_bus_groups g ORDER BY g.topic, g.grp"
+            )
+            pended = await conn.execute("SELECT topic, grp, count(*) FROM keel_bus_pending GROUP BY topic, grp")
+            counts: dict[str, int] = dict(await counted.fetchall())
+            groups = await grouped.fetchall()
+            pending = {(topic, group): count for topic, group, count in await pended.fetchall()}
+        lag = {(topic, group): count for topic, group, count in groups}
+        read = {topic for topic, _, _ in groups}
+        rows = [(topic, group) for topic, group, _ in groups]
+        rows += [(topic, "") for topic in counts if topic not in read and not topic.endswith(DEAD_SUFFIX)]
+        return sorted(
+            (
+                TopicStats(
+                    topic=topic,
+                    group=group,
+                    messages=counts.get(topic, 0),
+                    pending=pending.get((topic, group), 0),
+                    lag=lag.get((topic, group), 0),
+                    dead=counts.get(dead_topic(topic), 0),
+                )
+                for topic, group in rows
+            ),
+            key=lambda row: (row.topic, row.group),
+        )
+
+    async def dead_letters(self, topic: str) -> list[Message]:
+        async with self._connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"SELECT {_COLUMNS} FROM keel_bus_messages m WHERE m.topic = %s ORDER BY m.seq",
+                    (dead_topic(topic),),
+                )
+            ).fetchall()
+        return [_message(row, attempts=0) for row in rows]
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def drop(self) -> None:
+        """Drop the bus's tables (tests, and resetting a bus); this object's next call creates them again."""
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s::integer, hashtext(coalesce(%s::text, current_schema(), '')))",
+                (MIGRATION_LOCK, self.schema),
+            )
+            await conn.execute(
+                "DROP TABLE IF EXISTS keel_bus_messages, keel_bus_groups, keel_bus_pending, keel_bus_handled"
+            )
+        await self.close()
+
+
+async def _insert(conn: Connection, messages: Sequence[Message]) -> None:
+    """Append ``messages`` under their topics' advisory locks, held until the transaction commits (in autocommit:
+    the statement's end)."""
+    await conn.execute(_PUBLISH, _appended(messages))
+
+
+def _appended(messages: Sequence[Message]) -> dict[str, Any]:
+    """The parameters of ``_APPEND`` (and the topics to lock) for ``messages``."""
+    return {
+        "locks": sorted({message.topic for message in messages}),
+        "ids": [message.id for message in messages],
+        "topics": [message.topic for message in messages],
+        "payloads": [json.dumps(message.payload) for message in messages],
+        "correlation_ids": [message.correlation_id for message in messages],
+        "causation_ids": [message.causation_id for message in messages],
+        "headers": [json.dumps(dict(message.headers)) for message in messages],
+        "published_at": [message.published_at for message in messages],
+    }
+
+
+def _message(row: Sequence[Any], *, attempts: int, error: str = "") -> Message:
+    seq, message_id, topic, payload, correlation_id, causation_id, headers, published_at = row
+    decoded: dict[str, str] = json.loads(headers)
+    if error:
+        decoded["error"] = error
+    return Message(
+        id=message_id,
+        topic=topic,
+        payload=json.loads(payload),
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        attempts=attempts,
+        headers=decoded,
+        published_at=published_at,
+        receipt=str(seq),
+    )
+
+
+def _text(value: str) -> str:
+    """PostgreSQL's text cannot hold NUL characters: U+FFFD stands for them."""
+    return value.replace("\x00", "\ufffd")
+
+
+def _conninfo(url: str, schema: str | None, masked: str) -> str:
+    """libpq's connection string: the URL's settings, the schema as the search path, and sensible defaults."""
+    try:
+        given = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"bus URL {masked} is not a PostgreSQL URL libpq accepts: {exc}") from exc
+    given.setdefault("connect_timeout", _CONNECT_TIMEOUT_S)
+    given.setdefault("application_name", "agentkeel-bus")
+    if schema is not None:
+        given["options"] = f"{given.get('options') or ''} -c search_path={schema}".strip()
+    return make_conninfo("", **given)
+
+
+def _pool_max(value: str | None, url: str) -> int:
+    if value is None:
+        return DEFAULT_POOL_MAX
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"bus URL {url}: pool_max must be a whole number of connections, 1 or more (e.g. 4)")
+    return int(value)

@@ -21,7 +21,6 @@ from agentkeel.cli.app import app
 from agentkeel.core.events import Event, ToolCallFinished
 from agentkeel.redaction import MARKER, Redactor, add_secret, configure_redaction, logger
 from agentkeel.stores.sqlite import SQLiteStore
-from conftest import ManualClock
 
 OPENAI_KEY = "sk-proj-4f9Tq2LmZx8Rw1Vb7Nc3Kd6Hs0Jy5Pa"
 AWS_KEY = "AKIAQ3EGVZ7MXK2PLR4T"
@@ -158,8 +157,7 @@ class Crash(BaseException):
     """The process dies (not an Exception: nothing in the engine catches it)."""
 
 
-async def test_a_secret_argument_that_did_not_survive_a_crash_is_asked_for_again(tmp_path: Path) -> None:
-    clock = ManualClock()
+async def test_a_secret_argument_that_did_not_survive_a_crash_is_asked_for_again(tmp_path: Path, clock: Any) -> None:
     store = SQLiteStore(tmp_path / "keel.db", clock=clock)
     received: list[str] = []
     crash = [True]

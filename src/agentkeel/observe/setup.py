@@ -37,6 +37,8 @@ _explicit: Live | None = None
 _disabled = False
 _cached: tuple[Any, Live | None] | None = None
 _env_checked = False
+_UNKNOWN = object()
+_env_provider = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 def configure(
@@ -77,6 +79,8 @@ def current_live() -> Live | None:
         return _explicit
     if _disabled:
         return None
+    if _env_checked and getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None and not _env_provider:
+        return None  # no provider set and none asked for: the common case, without the API's environment lookup
     provider = trace.get_tracer_provider()
     cached = _cached
     if cached is not None and cached[0] is provider:

@@ -54,7 +54,7 @@ class RunMetrics:
             self._tool_calls.add(1, tool)
             if span.error is not None:
                 self._tool_errors.add(1, {**tool, "error.type": str(attributes.get("error.type", "error"))})
-        elif "agentkeel.run.id" in attributes and span.name.startswith(("invoke_agent", "invoke_workflow", "run ")):
+        elif operation in ("invoke_agent", "invoke_workflow"):
             status = str(attributes.get("agentkeel.run.status", ""))
             if status in ("running", "paused"):  # a snapshot, not an end
                 return

@@ -109,6 +109,23 @@ def rollback(namespace: Namespace, tmp_path: Path, out: str) -> None:
     assert kinds.count("compensation_finished") == 2 and kinds[-1] == "run_ended"
 
 
+def tracing(namespace: Namespace, tmp_path: Path, out: str) -> None:
+    from agentkeel.observe import setup
+
+    setup.reset()  # the block configured this process's tracing
+    assert namespace["result"].status == "completed"
+    names = sorted(span.name for span in namespace["exporter"].get_finished_spans())
+    assert out.splitlines()[0] == str(names)
+    assert names == [
+        "chat scripted",
+        "chat scripted",
+        "execute_tool get_order",
+        "invoke_agent desk",
+        "step 1",
+        "step 2",
+    ]
+
+
 CHECKS: dict[str, Callable[[Namespace, Path, str], None]] = {
     'reply("Order #1234 has shipped.")': thirty_seconds,
     "require_approval(": approval_gate,
@@ -118,6 +135,7 @@ CHECKS: dict[str, Callable[[Namespace, Path, str], None]] = {
     "context=ContextPolicy(": bounded_context,
     "dry_run=True": dry_run,
     ".compensate": rollback,
+    "configure(tracer_provider=": tracing,
 }
 """Each block's check, found by a phrase only that block holds."""
 

@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.concurrency
 	$(BIN)/python -m bench.fanout
 	$(BIN)/python -m bench.bus
+	$(BIN)/python -m bench.tracing
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

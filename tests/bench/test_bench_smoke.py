@@ -60,3 +60,14 @@ def test_the_fanout_bench_reports_both_stores() -> None:
     for figure in figures.values():
         assert figure["wall_s"] >= fanout.IDEAL_S  # no run can beat four 50 ms turns in a row
     assert "fan-out: a supervisor delegating to 10 subagents" in fanout.render(figures)
+
+
+def test_the_tracing_bench_measures_every_setting_on_both_stores() -> None:
+    from bench import tracing
+
+    figures = tracing.measure(steps=3, rounds=1, warmup=0)
+    assert set(figures["us_per_step"]) == {f"{s}_{t}" for s in ("memory", "sqlite") for t in tracing.SETTINGS}
+    assert all(value > 0 for value in figures["us_per_step"].values())
+    assert set(figures["ratios"]) == {f"{s}_{t}_ratio" for s in ("memory", "sqlite") for t in tracing.SETTINGS[1:]}
+    text = tracing.render(figures)
+    assert "on, batch OTLP/HTTP" in text and "target <= 1.3x" in text

@@ -128,3 +128,23 @@ def test_work_names_what_is_wrong_with_a_routes_reference(tmp_path: Path, monkey
     assert missing.exit_code == 2 and "has no 'nothing'" in missing.output
     wrong = keel("bus", "work", f"{EXAMPLES / 'bus_chain.py'}:STAGES", "--until-idle", "1", "--bus", url)
     assert wrong.exit_code == 2 and "not a list of Route objects" in wrong.output
+
+
+def test_dead_letters_are_shown_without_the_secrets_they_hold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    key = "sk-proj-Zq81mXv02LpW7tYc4Rb9Kd3Hs6Jn5Fa"
+    path = tmp_path / "bus.db"
+
+    async def fill() -> None:
+        bus = SQLiteBus(path)
+        await bus.publish("invoices", {"note": f"retry with {key}"})
+        message = await bus.consume("invoices", "parsers", "p1")
+        assert message is not None
+        await bus.dead_letter(message, "parsers", f"AuthError: key {key} refused")
+        await bus.close()
+
+    asyncio.run(fill())
+    for extra in ([], ["--json"]):
+        shown = keel("bus", "--dead", "invoices", "--bus", f"sqlite:///{path}", *extra)
+        assert shown.exit_code == 0, shown.output
+        assert key not in shown.output and "[REDACTED]" in shown.output

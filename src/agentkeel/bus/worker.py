@@ -26,7 +26,7 @@ from agentkeel.bus.base import Bus, DeadLetter, Message, Outgoing, check_topic
 from agentkeel.core.state import RunState, replay
 from agentkeel.errors import RunBusy, RunNotFound, StoreError
 from agentkeel.observe.setup import current_live
-from agentkeel.redaction import logger
+from agentkeel.redaction import logger, redactor
 from agentkeel.result import RunResult
 
 if TYPE_CHECKING:
@@ -175,7 +175,8 @@ def agent_handler(
             result = await _when_free(agent, run_id)
         if result.status != "completed":
             raise DeadLetter(f"run {run_id} ended {result.status}({result.reason}): {result.detail}")
-        return [(reply_topic, {"output": result.output, "run_id": run_id})] if reply_topic else []
+        output = redactor().text(result.output)  # the bus is written to like a journal: no secret goes on it
+        return [(reply_topic, {"output": output, "run_id": run_id})] if reply_topic else []
 
     return handle
 

@@ -20,6 +20,7 @@ from agentkeel.cli.app import JsonOption, _execute, app
 from agentkeel.cli.exits import UsageProblem
 from agentkeel.cli.load import load_routes
 from agentkeel.cli.render import Output
+from agentkeel.redaction import redactor
 
 BusOption = Annotated[
     str | None,
@@ -217,7 +218,8 @@ def print_topics(out: Output, rows: Sequence[TopicStats], url: str) -> None:
 
 def print_dead_letters(out: Output, topic: str, letters: Sequence[Message]) -> None:
     if out.as_json:
-        out.json([letter.to_json() for letter in letters])
+        red = redactor()
+        out.json([json.loads(red.json_bytes(json.dumps(letter.to_json()).encode())) for letter in letters])
         return
     if not letters:
         out.print(f"no dead letters on {topic}")
@@ -229,8 +231,9 @@ def print_dead_letters(out: Output, topic: str, letters: Sequence[Message]) -> N
         out.print(
             Text(f"{source}  group {group}  after {attempts} attempt(s)  {when}  correlation {letter.correlation_id}")
         )
-        out.print(Text(f"  error: {headers.get('error', '')}"))
-        out.print(Text(f"  payload: {_short(letter.payload)}"))
+        red = redactor()
+        out.print(Text(f"  error: {red.text(headers.get('error', ''))}"))
+        out.print(Text(f"  payload: {red.text(_short(letter.payload))}"))
 
 
 def _short(payload: object, limit: int = 200) -> str:

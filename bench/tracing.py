@@ -151,10 +151,13 @@ def render(figures: dict[str, Any]) -> str:
             value = medians[f"{store}_{setting}"]
             ratio = "" if setting == "off" else f"  {ratios[f'{store}_{setting}_ratio']:.2f}x off"
             lines.append(f"  {store:<7} {names[setting]:<22} {value:8.1f}{ratio}")
-    worst = {store: max(ratios[f"{store}_{s}_ratio"] for s in SETTINGS[1:]) for store in ("memory", "sqlite")}
+    traced = ("noop", "otlp")  # the target is the tracing's; metrics are reported beside it
+    worst = {store: max(ratios[f"{store}_{s}_ratio"] for s in traced) for store in ("memory", "sqlite")}
     for store, ratio in worst.items():
         verdict = "PASS" if ratio <= TARGET else "MISS"
-        lines.append(f"  {store}: worst on/off {ratio:.2f}x (target <= {TARGET}x) {verdict}")
+        lines.append(
+            f"  {store}: tracing on/off, worst of no-op and OTLP, {ratio:.2f}x (target <= {TARGET}x) {verdict}"
+        )
     return "\n".join(lines)
 
 

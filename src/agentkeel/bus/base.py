@@ -220,6 +220,32 @@ def new_message(
     return message
 
 
+def topic_stats(
+    counts: Mapping[str, int],
+    groups: Sequence[tuple[str, str]],
+    pending: Mapping[tuple[str, str], int],
+    lag: Mapping[tuple[str, str], int],
+) -> list[TopicStats]:
+    """``Bus.topics`` from a backend's figures: messages per topic, the (topic, group) pairs that read, and each
+    pair's pending and lag; a topic no group reads yet gets a row with group ``""``."""
+    read = {topic for topic, _ in groups}
+    rows = [*groups, *((topic, "") for topic in counts if topic not in read and not topic.endswith(DEAD_SUFFIX))]
+    return sorted(
+        (
+            TopicStats(
+                topic=topic,
+                group=group,
+                messages=counts.get(topic, 0),
+                pending=pending.get((topic, group), 0),
+                lag=lag.get((topic, group), 0),
+                dead=counts.get(dead_topic(topic), 0),
+            )
+            for topic, group in rows
+        ),
+        key=lambda row: (row.topic, row.group),
+    )
+
+
 def check_topic(topic: str) -> str:
     """A topic name is non-empty printable text without spaces."""
     if not topic or any(char.isspace() for char in topic) or not topic.isprintable():

@@ -37,7 +37,6 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agentkeel.bus.base import (
-    DEAD_SUFFIX,
     Message,
     Outgoing,
     TopicStats,
@@ -46,6 +45,7 @@ from agentkeel.bus.base import (
     dead_topic,
     new_message,
     outgoing_message,
+    topic_stats,
 )
 from agentkeel.errors import ConfigError, StoreError
 from agentkeel.stores.postgres import _masked, _split_url
@@ -336,23 +336,7 @@ class PostgresBus:
             groups = await grouped.fetchall()
             pending = {(topic, group): count for topic, group, count in await pended.fetchall()}
         lag = {(topic, group): count for topic, group, count in groups}
-        read = {topic for topic, _, _ in groups}
-        rows = [(topic, group) for topic, group, _ in groups]
-        rows += [(topic, "") for topic in counts if topic not in read and not topic.endswith(DEAD_SUFFIX)]
-        return sorted(
-            (
-                TopicStats(
-                    topic=topic,
-                    group=group,
-                    messages=counts.get(topic, 0),
-                    pending=pending.get((topic, group), 0),
-                    lag=lag.get((topic, group), 0),
-                    dead=counts.get(dead_topic(topic), 0),
-                )
-                for topic, group in rows
-            ),
-            key=lambda row: (row.topic, row.group),
-        )
+        return topic_stats(counts, [(topic, group) for topic, group, _ in groups], pending, lag)
 
     async def dead_letters(self, topic: str) -> list[Message]:
         async with self._connection() as conn:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from agentkeel.bus.base import (
-    DEAD_SUFFIX,
     Message,
     Outgoing,
     TopicStats,
@@ -27,6 +26,7 @@ from agentkeel.bus.base import (
     dead_topic,
     new_message,
     outgoing_message,
+    topic_stats,
 )
 from agentkeel.errors import StoreError
 
@@ -227,23 +227,7 @@ class SQLiteBus:
                 ).fetchone()[0]
                 for topic, group, cursor in groups
             }
-        read = {topic for topic, _, _ in groups}
-        rows = [(topic, group) for topic, group, _ in groups]
-        rows += [(topic, "") for topic in counts if topic not in read and not topic.endswith(DEAD_SUFFIX)]
-        return sorted(
-            (
-                TopicStats(
-                    topic=topic,
-                    group=group,
-                    messages=counts.get(topic, 0),
-                    pending=pending.get((topic, group), 0),
-                    lag=lag.get((topic, group), 0),
-                    dead=counts.get(dead_topic(topic), 0),
-                )
-                for topic, group in rows
-            ),
-            key=lambda row: (row.topic, row.group),
-        )
+        return topic_stats(counts, [(topic, group) for topic, group, _ in groups], pending, lag)
 
     async def dead_letters(self, topic: str) -> list[Message]:
         with self._read() as db:

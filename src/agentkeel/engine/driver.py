@@ -34,7 +34,6 @@ from agentkeel.core.events import (
     ModelRetrying,
     RunEnded,
     RunPaused,
-    ToolCallFinished,
     ToolCallResumed,
     ToolCallRetrying,
     ToolCallStarted,
@@ -48,7 +47,7 @@ from agentkeel.engine.model_call import ModelFailure, call_model
 from agentkeel.engine.planning import Runnable, journalable, plan_calls, preview_calls
 from agentkeel.engine.rollback import compensation_tool, rollback_event
 from agentkeel.engine.rollback import due as rollback_due
-from agentkeel.engine.tool_runner import OnRetry, ToolOutcome, result_text, run_tool
+from agentkeel.engine.tool_runner import OnRetry, ToolOutcome, finished_event, no_retries, result_text, run_tool
 from agentkeel.errors import ModelError
 from agentkeel.ledger import Reservation
 from agentkeel.observe.setup import current_live
@@ -270,7 +269,7 @@ class Driver:
             refusal = self._controls.afford(requested.name)
             if refusal is not None:
                 outcome = ToolOutcome(content=refusal.message, failure=refusal, attempts=0)
-                await self._commit([_finished(requested.call, requested.tool_call_id, requested.name, outcome)])
+                await self._commit([finished_event(requested.call, requested.tool_call_id, requested.name, outcome)])
                 continue
             started = ToolCallStarted(
                 at=time.time(),
@@ -317,9 +316,9 @@ class Driver:
             tool = valid.tool
             # A tool that takes no context reads none: only the attempt number matters, and it is 1.
             ctx = self._context(call_id, key, attempt) if tool.takes_ctx or attempt != 1 else self._no_context
-            on_retry = self._retry_journal(call_id) if tool.retry.retries else _no_retries
+            on_retry = self._retry_journal(call_id) if tool.retry.retries else no_retries
             outcome = await run_tool(valid, ctx, on_retry=on_retry)
-        finished = _finished(call_id, tool_call_id, valid.tool.name, outcome)
+        finished = finished_event(call_id, tool_call_id, valid.tool.name, outcome)
         if valid.tool.fn is write_note and outcome.failure is None:  # the scratchpad: the note with its outcome
             await self._commit([note_event(valid.json_arguments, finished.at), finished])
             return
@@ -372,7 +371,7 @@ class Driver:
                 found = await self._reconcile(tool, record, valid)
                 if isinstance(found, Reconciled) and found.happened:
                     outcome = ToolOutcome(content=result_text(found.result), result=found.result, attempts=0)
-                    await self._commit([_finished(record.call, record.tool_call_id, tool.name, outcome)])
+                    await self._commit([finished_event(record.call, record.tool_call_id, tool.name, outcome)])
                     continue
                 if isinstance(found, Reconciled):
                     await self._rerun(record, valid, "reconciled")
@@ -409,7 +408,7 @@ class Driver:
         arguments = tool.arguments.model_validate(record.arguments)
         valid = ValidCall(tool=undo, arguments=arguments, json_arguments=record.arguments)
         ctx = self._context(call, f"{record.idempotency_key}:undo", attempt)
-        outcome = await run_tool(valid, ctx, on_retry=_no_retries)
+        outcome = await run_tool(valid, ctx, on_retry=no_retries)
         done = CompensationFinished(
             at=time.time(), call=call, content=outcome.content, result=outcome.result, error=outcome.failure
         )
@@ -489,21 +488,3 @@ class Driver:
         if self.state.timeout_s is None:
             return None
         return max(0.0, self.state.timeout_s - self._driven_s())
-
-
-async def _no_retries(attempt: int, failure: ToolFailure, delay: float) -> None:
-    raise AssertionError("a tool without retries was retried")  # run_tool retries only up to tool.retry.retries
-
-
-def _finished(call_id: str, tool_call_id: str, name: str, outcome: ToolOutcome) -> ToolCallFinished:
-    return ToolCallFinished(
-        at=time.time(),
-        call=call_id,
-        tool_call_id=tool_call_id,
-        name=name,
-        content=outcome.content,
-        result=outcome.result,
-        error=outcome.failure,
-        attempts=outcome.attempts,
-        latency_s=outcome.latency_s,
-    )

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic_core import to_json, to_jsonable_python
 
-from agentkeel.core.events import ToolFailure
+from agentkeel.core.events import ToolCallFinished, ToolFailure
 from agentkeel.core.record import record
 from agentkeel.errors import ToolError
 from agentkeel.tools.tool import Tool, ToolContext
@@ -161,3 +161,22 @@ def result_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return to_json(value).decode()
+
+
+async def no_retries(attempt: int, failure: ToolFailure, delay: float) -> None:
+    raise AssertionError("a tool without retries was retried")  # run_tool retries only up to tool.retry.retries
+
+
+def finished_event(call_id: str, tool_call_id: str, name: str, outcome: ToolOutcome) -> ToolCallFinished:
+    """The journal's record of a call's outcome, as the call ends."""
+    return ToolCallFinished(
+        at=time.time(),
+        call=call_id,
+        tool_call_id=tool_call_id,
+        name=name,
+        content=outcome.content,
+        result=outcome.result,
+        error=outcome.failure,
+        attempts=outcome.attempts,
+        latency_s=outcome.latency_s,
+    )

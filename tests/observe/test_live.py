@@ -245,3 +245,24 @@ def test_nothing_is_traced_without_an_sdk(monkeypatch: pytest.MonkeyPatch) -> No
     assert setup.current_live() is None
     result = asyncio.run(Agent(name="desk", model=ScriptedModel([reply("Hi.")]), store="memory://").run("Hi"))
     assert result.status == "completed"
+
+
+async def test_the_provider_s_sampler_keeps_or_drops_a_trace_whole() -> None:
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.5)))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    setup.configure(tracer_provider=provider, meter_provider=None)
+    try:
+        agent = Agent(name="desk", model=ScriptedModel(lambda r: reply("Hi.")), store="memory://")
+        for n in range(40):
+            await agent.run(f"hello {n}")
+    finally:
+        setup.reset()
+    per_trace: dict[int, set[str]] = {}
+    for span in exporter.get_finished_spans():
+        assert span.context is not None
+        per_trace.setdefault(span.context.trace_id, set()).add(span.name)
+    assert 5 <= len(per_trace) <= 35  # about half the runs kept (the ratio is on the trace id)
+    assert all(names == {"invoke_agent desk", "step 1", "chat scripted"} for names in per_trace.values())

@@ -7,9 +7,10 @@ one trace: the resuming process primes a builder with the stored journal (the sp
 were emitted by the dead process) and the spans still open then (the run, the step, a call in flight) end with
 their original start times.
 
-A span is handed to OpenTelemetry when it ends, with its recorded start and end times and ids chosen by us: the
-provider's id generator is wrapped (``RunIds``) so that the next id it hands out is the one derived from the run.
-Any SDK ``TracerProvider`` the user set keeps its processors, exporters and resource.
+A span is handed to OpenTelemetry when it ends, with its recorded start and end times and the ids derived from
+the run: an SDK ``TracerProvider`` (the user's, with its processors, exporters, sampler and resource) gets it as a
+finished ``ReadableSpan`` through its span processors (``_Direct``). Any other provider gets ``start_span``/``end``
+calls, with its own ids: the spans then do not nest.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -27,12 +27,11 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 from agentkeel.core.events import Event, RunEnded, RunPaused, RunStarted
 from agentkeel.observe.metrics import RunMetrics
 from agentkeel.observe.spans import SpanBuilder, SpanRecord
-from agentkeel.redaction import Redactor, redactor
+from agentkeel.redaction import Redactor, logger, redactor
 
 if TYPE_CHECKING:
     from agentkeel.stores.base import Store
 
-_NEXT_IDS: ContextVar[tuple[int, int] | None] = ContextVar("agentkeel_next_span_ids", default=None)
 _KINDS = {
     "internal": SpanKind.INTERNAL,
     "client": SpanKind.CLIENT,
@@ -40,32 +39,8 @@ _KINDS = {
     "producer": SpanKind.PRODUCER,
 }
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+log = logger("agentkeel.observe")
 _EMPTY = otel_context.Context()
-
-
-def run_ids_generator(fallback: Any) -> Any:
-    """An SDK ``IdGenerator`` that hands out the ids of the span being emitted (``_NEXT_IDS``) and defers to
-    ``fallback`` for every other span of the process."""
-    from opentelemetry.sdk.trace.id_generator import IdGenerator
-
-    class RunIds(IdGenerator):
-        def __init__(self, fallback: IdGenerator) -> None:
-            self.fallback = fallback
-
-        def generate_span_id(self) -> int:
-            ids = _NEXT_IDS.get()
-            return ids[1] if ids is not None else self.fallback.generate_span_id()
-
-        def generate_trace_id(self) -> int:
-            ids = _NEXT_IDS.get()
-            return ids[0] if ids is not None else self.fallback.generate_trace_id()
-
-        def is_trace_id_random(self) -> bool:
-            return False
-
-    if type(fallback).__name__ == "RunIds":
-        return fallback
-    return RunIds(fallback)
 
 
 class Live:
@@ -75,15 +50,16 @@ class Live:
         from importlib.metadata import version
 
         __version__ = version("agentkeel")
-        if hasattr(provider, "id_generator"):  # the SDK's provider: ids derived from runs
-            provider.id_generator = run_ids_generator(provider.id_generator)
-            self.deterministic = True
-        else:  # another implementation: nesting within one process only
-            self.deterministic = False
         self.provider = provider
         self.capture_content = capture_content
         self._tracer = provider.get_tracer("agentkeel", __version__)
         self._direct = _Direct.of(provider, __version__, content=capture_content)
+        if self._direct is None:
+            log.warning(
+                "tracing through %s, which is not the OpenTelemetry SDK's TracerProvider: spans keep the provider's "
+                "own ids, so they do not nest (a run's spans are not joined to its run); use the SDK's provider",
+                type(provider).__name__,
+            )
         self._metrics = RunMetrics(meter_provider.get_meter("agentkeel", __version__)) if meter_provider else None
         self._builders: weakref.WeakKeyDictionary[Any, dict[str, SpanBuilder]] = weakref.WeakKeyDictionary()
         self._priming: dict[str, asyncio.Lock] = {}
@@ -151,17 +127,13 @@ class Live:
             nest = SpanContext(record.trace_id, record.parent_id, is_remote=False, trace_flags=_SAMPLED)
             parent = trace.set_span_in_context(NonRecordingSpan(nest), _EMPTY)
         red = redactor()
-        token = _NEXT_IDS.set((record.trace_id, record.span_id))
-        try:
-            span = self._tracer.start_span(
-                record.name,
-                context=parent,
-                kind=_KINDS.get(record.kind, SpanKind.INTERNAL),
-                attributes=_redacted(red, record.attributes),
-                start_time=record.start_ns,
-            )
-        finally:
-            _NEXT_IDS.reset(token)
+        span = self._tracer.start_span(
+            record.name,
+            context=parent,
+            kind=_KINDS.get(record.kind, SpanKind.INTERNAL),
+            attributes=_redacted(red, record.attributes),
+            start_time=record.start_ns,
+        )
         for event in record.events:
             span.add_event(event.name, _redacted(red, event.attributes), event.time_ns)
         if record.error is not None:

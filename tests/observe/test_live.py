@@ -266,3 +266,20 @@ async def test_the_provider_s_sampler_keeps_or_drops_a_trace_whole() -> None:
         per_trace.setdefault(span.context.trace_id, set()).add(span.name)
     assert 5 <= len(per_trace) <= 35  # about half the runs kept (the ratio is on the trace id)
     assert all(names == {"invoke_agent desk", "step 1", "chat scripted"} for names in per_trace.values())
+
+
+async def test_a_tracing_failure_never_fails_the_run(
+    exported: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agentkeel.observe import spans
+
+    def broken(self: Any, event: Any) -> list[Any]:
+        raise RuntimeError("a bug in the span builder")
+
+    monkeypatch.setattr(spans.SpanBuilder, "feed", broken)
+    model = ScriptedModel([call("get_order", order_id="#1"), reply("Shipped.")])
+    result = await Agent(name="desk", model=model, tools=[get_order], store="memory://").run("Where is #1?")
+    assert (result.status, result.output) == ("completed", "Shipped.")
+    assert exported.get_finished_spans() == ()
+    said = [r.getMessage() for r in caplog.records if "a bug in the span builder" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"tracing run {result.run_id} stopped")  # once, not per commit

@@ -63,26 +63,44 @@ class Live:
         self._metrics = RunMetrics(meter_provider.get_meter("agentkeel", __version__)) if meter_provider else None
         self._builders: weakref.WeakKeyDictionary[Any, dict[str, SpanBuilder]] = weakref.WeakKeyDictionary()
         self._priming: dict[str, asyncio.Lock] = {}
+        self._broken: set[str] = set()
+        """Runs whose tracing failed in this process: said once, not retried at every commit."""
 
     # -- runs -----------------------------------------------------------------------------------------------
 
     def started(self, store: Store, first: RunStarted) -> None:
         """A run was created with ``first`` as its journal."""
-        builder = SpanBuilder(capture_content=self.capture_content)
-        self._runs(store)[first.run_id] = builder
-        self.emit(builder.feed(first))
+        try:
+            builder = SpanBuilder(capture_content=self.capture_content)
+            self._runs(store)[first.run_id] = builder
+            self.emit(builder.feed(first))
+        except Exception as exc:  # tracing never fails a run
+            self._failed(store, first.run_id, exc)
 
     async def committed(self, store: Store, run_id: str, after: int, events: Sequence[Event]) -> None:
         """``events`` were appended to ``run_id`` after its ``after`` first events."""
-        runs = self._runs(store)
-        builder = runs.get(run_id)
-        if builder is None:
-            builder = await self._prime(store, runs, run_id, after)
-        for event in events:
-            self.emit(builder.feed(event))
-        last = events[-1] if events else None
-        if isinstance(last, RunEnded | RunPaused):  # the run leaves this process (a resume primes again)
-            runs.pop(run_id, None)
+        if run_id in self._broken:
+            return
+        try:
+            runs = self._runs(store)
+            builder = runs.get(run_id)
+            if builder is None:
+                builder = await self._prime(store, runs, run_id, after)
+            for event in events:
+                self.emit(builder.feed(event))
+            last = events[-1] if events else None
+            if isinstance(last, RunEnded | RunPaused):  # the run leaves this process (a resume primes again)
+                runs.pop(run_id, None)
+        except Exception as exc:  # tracing never fails a run: the run goes on untraced in this process
+            self._failed(store, run_id, exc)
+
+    def _failed(self, store: Store, run_id: str, exc: Exception) -> None:
+        self.forget(store, run_id)
+        if len(self._broken) > 10_000:
+            self._broken.clear()
+        self._broken.add(run_id)
+        self._priming.pop(run_id, None)
+        log.warning("tracing run %s stopped in this process: %s: %s", run_id, type(exc).__name__, exc)
 
     def forget(self, store: Store, run_id: str) -> None:
         """The process stops driving ``run_id`` (its driver exits): its open spans are left to whoever resumes."""

@@ -129,11 +129,15 @@ class Live:
     # -- spans ----------------------------------------------------------------------------------------------
 
     def emit(self, records: Iterable[SpanRecord]) -> None:
-        """Hand finished spans to OpenTelemetry (and record their metrics)."""
-        for record in records:
-            self._emit(record)
-            if self._metrics is not None:
-                self._metrics.record(record)
+        """Hand finished spans to OpenTelemetry (and record their metrics). A failure of the provider's code is
+        logged, never raised: tracing does not fail the work it traces."""
+        try:
+            for record in records:
+                self._emit(record)
+                if self._metrics is not None:
+                    self._metrics.record(record)
+        except Exception as exc:
+            log.warning("a span could not be handed to OpenTelemetry: %s: %s", type(exc).__name__, exc)
 
     def _emit(self, record: SpanRecord) -> None:
         if self._direct is not None:

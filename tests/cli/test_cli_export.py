@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from agentkeel.cli.exits import BUSY_OR_NOT_FOUND, USAGE
-from agentkeel.cli.export import parse_since
+from agentkeel.cli.since import parse_since
 from agentkeel.observe.ids import span_id, trace_id_of
 from agentkeel.observe.spans import journal_spans
 
@@ -222,10 +222,10 @@ def test_all_runs_since_a_time_of_one_agent(keel: Keel, receiver: Receiver, monk
 
 
 def test_since_reads_spans_back_and_dates() -> None:
-    assert parse_since("24h", now=100_000.0) == 100_000.0 - 86_400
-    assert parse_since("90m", now=10_000.0) == 10_000.0 - 5_400
-    assert parse_since("1.5d", now=200_000.0) == 200_000.0 - 129_600
-    assert parse_since("2026-05-01T00:00:00+00:00") == 1_777_593_600.0
+    assert parse_since("24h", 100_000.0) == 100_000.0 - 86_400
+    assert parse_since("90m", 10_000.0) == 10_000.0 - 5_400
+    assert parse_since("1.5d", 200_000.0) == 200_000.0 - 129_600
+    assert parse_since("2026-05-01T00:00:00+00:00", 0.0) == 1_777_593_600.0
 
 
 def test_errors_say_what_to_do(keel: Keel, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:

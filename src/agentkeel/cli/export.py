@@ -8,9 +8,7 @@ last event. Each run goes with its subagents' runs, as one trace.
 from __future__ import annotations
 
 import os
-import re
 import time
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -19,30 +17,13 @@ from rich.text import Text
 from agentkeel.cli import exits
 from agentkeel.cli.app import JsonOption, StoreOption, _execute, _opened, app
 from agentkeel.cli.exits import UsageProblem
-from agentkeel.cli.lookup import SCAN_LIMIT, find_run
+from agentkeel.cli.lookup import find_run
 from agentkeel.cli.render import Output, plural
+from agentkeel.cli.since import parse_since
 from agentkeel.observe.export import RunSpans, destination, otlp_exporter, send, tree_spans
 from agentkeel.stores.base import RunRow, Store
 
-_SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 _CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-
-
-def parse_since(text: str, *, now: float | None = None) -> float:
-    """``--since``: a span back from now (``90m``, ``24h``, ``7d``, ``2w``) or an ISO date or time
-    (``2026-05-01``, ``2026-05-01T09:30``; local time unless it carries an offset), as seconds since the epoch."""
-    found = _SPAN.match(text)
-    if found:
-        return (time.time() if now is None else now) - float(found.group(1)) * _UNIT_S[found.group(2)]
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageProblem(
-            f"--since {text!r} is neither a span back from now (30m, 24h, 7d, 2w) nor an ISO date or time "
-            "(2026-05-01, 2026-05-01T09:30)"
-        ) from None
-    return moment.timestamp()  # a naive time is taken as local time
 
 
 async def _chosen(
@@ -53,9 +34,7 @@ async def _chosen(
     if not all_runs:
         found = [await find_run(store, given) for given in run_ids]
         return [(run_id, events) for run_id, events in found]
-    rows: list[RunRow] = await store.list_runs(limit=SCAN_LIMIT, agent=agent)
-    if since is not None:
-        rows = [row for row in rows if row.created_at >= since]
+    rows: list[RunRow] = await store.list_runs(limit=None, agent=agent, since=since)
     chosen = {row.run_id for row in rows}
     rows.sort(key=lambda row: row.created_at)
     return [(row.run_id, None) for row in rows if row.parent_id is None or row.parent_id not in chosen]
@@ -123,7 +102,7 @@ def export(
             raise UsageProblem("say which runs to send: RUN_ID... (`keel runs` lists them), or --all")
         if (since is not None or agent is not None) and not all_runs:
             raise UsageProblem("--since and --agent choose among all runs: use them with --all")
-        after = parse_since(since) if since is not None else None
+        after = parse_since(since, time.time()) if since is not None else None
         to = destination(endpoint)
         exporter = otlp_exporter(to)  # before reading anything: a missing extra says so at once
         capture = content or os.environ.get(_CAPTURE, "").strip().lower() in ("1", "true", "yes", "on")

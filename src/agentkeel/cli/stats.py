@@ -6,7 +6,6 @@ the runs and their tool call outcomes (counted in the store, so no journal is lo
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -17,34 +16,13 @@ from rich.text import Text
 
 from agentkeel.cli import exits
 from agentkeel.cli.app import JsonOption, StoreOption, _execute, _opened, app
-from agentkeel.cli.exits import UsageProblem
 from agentkeel.cli.render import Output, cost, plural, status_text, tokens
+from agentkeel.cli.since import is_duration, parse_since
 from agentkeel.observe.stats import Spread, TaskStats, task_stats
 
 DEFAULT_SINCE = "24h"
 SHOWN_TOOLS = 10
 """The text lists this many of the most failing tools; ``--json`` lists every tool."""
-
-_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_SINCE_EXAMPLES = (
-    "a duration back from now (30m, 24h, 7d, 2w) or an ISO date or time (2025-06-01, 2025-06-01T09:30, "
-    "2025-06-01T09:30+02:00)"
-)
-
-
-def parse_since(text: str, now: float) -> float:
-    """The window's start, in seconds since the epoch: ``now`` less a duration (``30m``, ``24h``, ``7d``), or an
-    ISO date or time (without a time zone: local time, as the operator reads a clock)."""
-    given = text.strip()
-    found = _DURATION.fullmatch(given.lower())
-    if found is not None:
-        return now - float(found[1]) * _UNITS[found[2]]
-    try:
-        return datetime.fromisoformat(given).timestamp()
-    except ValueError:
-        pass
-    raise UsageProblem(f"--since {text!r} is neither a duration nor a date: use {_SINCE_EXAMPLES}")
 
 
 @app.command("stats")
@@ -172,6 +150,6 @@ def _window(figures: TaskStats, window: str) -> str:
     reads faster than a date."""
     assert figures.since is not None
     started = datetime.fromtimestamp(figures.since).strftime("%Y-%m-%d %H:%M")
-    span = f" (the last {window.strip()})" if _DURATION.fullmatch(window.strip().lower()) else ""
+    span = f" (the last {window.strip()})" if is_duration(window) else ""
     who = f"of agent {figures.agent} " if figures.agent is not None else ""
     return f"{who}started since {started}{span}"

@@ -59,17 +59,14 @@ class RunMetrics:
             if status in ("running", "paused"):  # a snapshot, not an end
                 return
             agent = {"gen_ai.agent.name": str(attributes.get("gen_ai.agent.name", ""))}
-            self._runs.add(1, {**agent, "agentkeel.run.status": status, "agentkeel.run.reason": _reason(attributes)})
+            reason = str(attributes.get("agentkeel.run.reason", ""))
+            self._runs.add(1, {**agent, "agentkeel.run.status": status, "agentkeel.run.reason": reason})
             cost = attributes.get("agentkeel.run.cost_usd")
             if isinstance(cost, int | float):
                 self._cost.record(float(cost), agent)
             steps = attributes.get("agentkeel.run.steps")
             if isinstance(steps, int):
                 self._steps.record(steps, agent)
-
-
-def _reason(attributes: Any) -> str:
-    return str(attributes.get("agentkeel.run.reason", ""))
 
 
 def _histogram(meter: Any, name: str, unit: str, description: str, buckets: tuple[float, ...]) -> Any:

@@ -65,7 +65,6 @@ class RunSpans(SpanState):
         self._pipeline = e.mode == "pipeline"
         provider, model = provider_and_model(e.model)
         self._chat_name = f"chat {model}"
-        self._base = {"agentkeel.run.id": run_id}
         self._model_base = {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": provider,

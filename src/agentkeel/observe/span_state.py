@@ -104,7 +104,6 @@ class SpanState:
         self._rollbacks = 0
         self._chat_name = ""
         self._model_base: dict[str, AttributeValue] = {}
-        self._base: dict[str, AttributeValue] = {}
         self._tool_base: dict[str, AttributeValue] = {}
         self._input_tokens = self._output_tokens = self._cache_read = self._cache_write = 0
         self._cost = 0.0

@@ -99,3 +99,36 @@ def test_otel_exporter_otlp_endpoint_is_all_it_takes(endpoint: str, tmp_path: Pa
     assert figures["gen_ai.usage.input_tokens"] > 0 and figures["gen_ai.usage.output_tokens"] > 0
     assert "agentkeel.run.cost_usd" in attributes(run)
     assert Receiver.resources and Receiver.resources[0]["service.name"] == "support-desk"
+
+
+def test_a_collector_that_does_not_answer_costs_one_sentence_not_a_run(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "KEEL_STORE": f"sqlite:///{tmp_path / 'keel.db'}",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agentkeel.cli",
+            "run",
+            f"{ROOT / 'examples' / 'support_desk.py'}:agent",
+            "Where is order #1234?",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "shipped" in done.stdout
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr  # no retry warnings, no traceback
+    assert f"could not be sent to http://127.0.0.1:{port}/v1/traces" in lines[0] and "keel export" in lines[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import logging
 import os
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -24,6 +25,7 @@ from agentkeel.cli.tree import events_json, run_tree
 from agentkeel.core.state import RunState, replay
 from agentkeel.engine.operator import Decision, cancel_run, resolve_call
 from agentkeel.errors import KeelError
+from agentkeel.observe.setup import finish as finish_telemetry
 from agentkeel.patterns.pipeline import Pipeline
 from agentkeel.result import RunResult
 from agentkeel.stores.base import Store
@@ -70,6 +72,9 @@ ModelOption = Annotated[
 
 def main() -> None:
     """The console-script entry point."""
+    # An exporter's retries are the SDK's warnings; a command says once, at its end, what was not sent.
+    logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
+    logging.getLogger("opentelemetry.sdk").setLevel(logging.CRITICAL)
     app(prog_name="keel")
 
 
@@ -91,6 +96,9 @@ def _execute(out: Output, work: Callable[[], Coroutine[Any, Any, int]]) -> None:
             out.err.print(traceback.format_exc(), markup=False)
         out.error(f"internal error: {type(exc).__name__}: {exc} (a bug in agentkeel; KEEL_DEBUG=1 shows the traceback)")
         code = exits.INTERNAL
+    unsent = finish_telemetry()  # traces set up from OTEL_* variables: sent within a bound, or said so once
+    if unsent is not None:
+        out.note(unsent)
     raise typer.Exit(code)
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
-from agentkeel.errors import ConfigError
+from agentkeel.observe.environment import Telemetry, from_environment
 from agentkeel.redaction import logger
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ _explicit: Live | None = None
 _disabled = False
 _cached: tuple[Any, Live | None] | None = None
 _env_checked = False
+_auto: Telemetry | None = None
 _UNKNOWN = object()
 _env_provider = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
@@ -110,43 +111,19 @@ def _capture(setting: bool | None) -> bool:
 
 
 def _from_environment() -> Any:
-    """The SDK set up from the standard variables, installed as the global providers; None if they ask for
-    nothing."""
-    env = os.environ
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() in _TRUE:
+    """The provider the standard variables ask for (set up and installed globally), or None."""
+    global _auto
+    _auto = from_environment()
+    if _auto is None:
         return None
-    exporter_name = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    if exporter_name in ("", "none") and not (endpoint and exporter_name != "none"):
-        return None
-    try:
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-    except ImportError as exc:
-        raise ConfigError(
-            "OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_TRACES_EXPORTER) is set, but the OpenTelemetry SDK is not "
-            "installed: pip install 'agentkeel[otel]', or unset the variable"
-        ) from exc
-    exporter: SpanExporter
-    if exporter_name == "console":
-        exporter = ConsoleSpanExporter()
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    log.info("tracing runs to %s", _auto.endpoint)
+    return _auto.provider
 
-        exporter = OTLPSpanExporter()
-    named = env.get("OTEL_SERVICE_NAME") or "service.name=" in env.get("OTEL_RESOURCE_ATTRIBUTES", "")
-    resource = Resource.create({} if named else {"service.name": "agentkeel"})
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    if exporter_name != "console" and env.get("OTEL_METRICS_EXPORTER", "").strip().lower() != "none":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-        metrics.set_meter_provider(
-            MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())])
-        )
-    log.info("tracing runs to %s", endpoint or exporter_name)
-    return provider
+def finish(timeout_s: float = 2.0) -> str | None:
+    """At the end of a command: send what the providers set up from the environment still hold, within
+    ``timeout_s``; a sentence for the person when something could not be sent (None otherwise, and when the
+    application set up its own providers: their end is the application's)."""
+    global _auto
+    auto, _auto = _auto, None
+    return auto.finish(timeout_s) if auto is not None else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,14 @@ class BusCase:
         """Age every delivery by ``seconds`` (Redis: a no-op; its server's clock runs by itself)."""
         if self.clock is not None:
             self.clock.now += seconds
+
+    def cut_off(self) -> float:
+        """A moment after everything published or settled so far, before anything published or settled next (a
+        trim's ``before``): the manual clock moves an hour on; Redis stamps messages with the real clock."""
+        if self.clock is None:
+            return time.time()
+        self.clock.now += 3_600.0
+        return self.clock.now
 
     def another(self) -> Bus:
         """A second handle on the same bus, as another process would have (memory: the same object)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,62 @@ def test_dead_letters_are_shown_without_the_secrets_they_hold(tmp_path: Path, mo
         shown = keel("bus", "--dead", "invoices", "--bus", f"sqlite:///{path}", *extra)
         assert shown.exit_code == 0, shown.output
         assert key not in shown.output and "[REDACTED]" in shown.output
+
+
+def test_trim_removes_old_settled_messages_and_says_what_it_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KEEL_BUS", raising=False)
+    path = tmp_path / "bus.db"
+    url = f"sqlite:///{path}"
+    month_ago = time.time() - 30 * 86_400
+
+    async def fill() -> None:
+        bus = SQLiteBus(path, clock=lambda: month_ago)  # a month of history
+        for n in range(3):
+            await bus.publish("invoices", {"n": n})
+        first = await bus.consume("invoices", "parsers", "p1")
+        assert first is not None
+        await bus.dead_letter(first, "parsers", "ValueError: no invoice number")
+        second = await bus.consume("invoices", "parsers", "p1")
+        assert second is not None
+        await bus.ack(second, "parsers")
+        await bus.consume("invoices", "parsers", "p1")  # the third stays pending
+        await bus.publish("alerts", "disk full")  # nobody reads alerts yet
+        await bus.close()
+
+    asyncio.run(fill())
+    result = keel("bus", "trim", "--older-than", "7d", "--bus", url)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("removed 2 messages, 2 handled records from before ")
+    assert lines[1].startswith("kept 2 older messages still needed: pending, not yet delivered")
+    assert "never removed, whatever their age" in lines[1]
+    assert lines[2] == "dead letters kept: --dead removes those older than the cut-off too"
+    assert len(json.loads(keel("bus", "--bus", url, "--dead", "invoices", "--json").output)) == 1
+
+    trimmed = json.loads(keel("bus", "trim", "--older-than", "7d", "--dead", "--bus", url, "--json").output)
+    assert {key: trimmed[key] for key in ("messages", "handled", "dead_letters", "kept")} == {
+        "messages": 0,
+        "handled": 0,
+        "dead_letters": 1,
+        "kept": 2,
+    }
+    assert trimmed["before"] == pytest.approx(time.time() - 7 * 86_400, abs=60)
+    rows = json.loads(keel("bus", "--bus", url, "--json").output)
+    assert [(row["topic"], row["messages"], row["pending"], row["lag"], row["dead"]) for row in rows] == [
+        ("alerts", 1, 0, 0, 0),
+        ("invoices", 1, 1, 0, 0),
+    ]
+
+
+def test_trim_refuses_an_age_it_cannot_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    bad = keel("bus", "trim", "--older-than", "a week", "--bus", f"sqlite:///{tmp_path / 'bus.db'}")
+    assert bad.exit_code == 2
+    assert bad.output.strip().splitlines() == [
+        "error: --older-than takes a duration back from now (30m, 24h, 7d, 2w) or an ISO date or time "
+        "(2025-06-01, 2025-06-01T09:30, 2025-06-01T09:30+02:00): got 'a week'"
+    ]
+    assert not (tmp_path / "bus.db").exists()  # refused before opening the bus

@@ -7,7 +7,7 @@ and ``serve`` runs the workers of routes (``keel bus work``). ``RedisBus`` and `
 drivers, so they are imported from their modules (or opened by URL, ``open_bus``), not from here.
 """
 
-from agentkeel.bus.base import Bus, DeadLetter, Message, Outgoing, TopicStats, dead_topic
+from agentkeel.bus.base import Bus, DeadLetter, Message, Outgoing, TopicStats, TrimReport, dead_topic
 from agentkeel.bus.memory import MemoryBus
 from agentkeel.bus.open import DEFAULT_BUS_URL, default_bus_url, open_bus
 from agentkeel.bus.routes import Route, route_workers, serve
@@ -25,6 +25,7 @@ __all__ = [
     "Route",
     "SQLiteBus",
     "TopicStats",
+    "TrimReport",
     "Worker",
     "agent_handler",
     "dead_topic",

@@ -12,6 +12,12 @@ Rules every backend keeps, checked by the shared bus test suite (``tests/bus/tes
   group (a slow consumer finishing after another one claimed its message) changes nothing and returns False, so
   the outputs of one message reach the bus once. Messages already handled are never delivered to the group again.
 * A message that keeps failing goes to ``<topic>.dead`` with its last error (``dead_letter``), settled the same way.
+* A consumer still working on a delivery keeps it with ``touch`` (the worker's heartbeat), which resets its idle
+  time: a slow handler is not mistaken for a dead one, and its message is not handled twice. ``touch`` answers
+  False once the delivery is no longer this consumer's (taken over, given back or settled).
+* Retention is explicit: the bus keeps every message until ``trim`` removes those published before a cut-off
+  that no group still needs. A message pending in a group, or not yet delivered to every group reading its topic,
+  is never removed, whatever its age; dead letters go only when asked for.
 """
 
 from __future__ import annotations
@@ -57,6 +63,9 @@ class Message:
     published_at: float = 0.0
     receipt: str = ""
     """How the backend finds this delivery again (a stream entry id, a row number); set on delivery."""
+    consumer: str = ""
+    """The consumer the delivery was given to; set on delivery. With ``receipt`` and ``attempts`` it names this
+    one delivery, so ``touch`` can tell whether it is still this consumer's."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +108,30 @@ class TopicStats:
             "pending": self.pending,
             "lag": self.lag,
             "dead": self.dead,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrimReport:
+    """What ``Bus.trim`` removed, and what it kept because a group still needs it."""
+
+    messages: int = 0
+    """Messages removed (dead letters not included)."""
+    handled: int = 0
+    """Handled-id records removed: those older than the cut-off whose message is gone."""
+    dead_letters: int = 0
+    """Dead letters removed (only with ``dead=True``)."""
+    kept: int = 0
+    """Messages published before the cut-off and kept because a group still needs them: pending (delivered, not
+    settled), not yet delivered to every group reading the topic, or on a topic no group reads yet (dead letters
+    count here only with ``dead=True``)."""
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "messages": self.messages,
+            "handled": self.handled,
+            "dead_letters": self.dead_letters,
+            "kept": self.kept,
         }
 
 
@@ -150,6 +183,25 @@ class Bus(Protocol):
         hangs); each comes back with ``attempts`` one higher."""
         ...
 
+    async def touch(self, message: Message, group: str) -> bool:
+        """Reset the idle time of a delivery its consumer is still working on, so that ``claim_stale`` leaves it
+        alone (the worker's heartbeat). False, changing nothing, if the delivery is no longer this consumer's: taken
+        over by another, given back by ``nack``, or settled."""
+        ...
+
+    async def trim(self, *, before: float, dead: bool = False) -> TrimReport:
+        """Remove the messages published before ``before`` (seconds since the epoch, the bus's clock) that no group
+        still needs: every group reading their topic has been given them and none holds them pending. Also removes
+        the handled-id records older than ``before`` whose message is gone, and, with ``dead``, the dead letters
+        published before ``before`` (the same rule applies if a group reads the dead-letter topic).
+
+        A pending (unsettled) or not-yet-delivered message is never removed, whatever its age; so are the messages
+        of a topic no group reads yet (a group that starts later reads them from the oldest). Without ``dead``,
+        dead letters stay: they are what an operator inspects. A consumer that still holds a delivery it lost to a
+        takeover (slower than the cut-off's age) could settle it a second time once its handled record is gone:
+        keep the cut-off far above the slowest handler."""
+        ...
+
     async def topics(self) -> list[TopicStats]:
         """Every topic with each of its groups, sorted by topic then group (dead-letter topics fold into their
         topic's ``dead`` count)."""
@@ -162,20 +214,22 @@ class Bus(Protocol):
     async def close(self) -> None: ...
 
 
-def outgoing_message(parent: Message, topic: str, payload: Any) -> Message:
-    """A handler's output: a new message in the same piece of work, caused by ``parent``."""
+def outgoing_message(parent: Message, topic: str, payload: Any, *, now: float) -> Message:
+    """A handler's output: a new message in the same piece of work, caused by ``parent``, published at ``now``
+    (the bus's clock, which ``trim`` compares its cut-off with)."""
     return Message(
         id=new_message_id(),
         topic=topic,
         payload=payload,
         correlation_id=parent.correlation_id,
         causation_id=parent.id,
-        published_at=time.time(),
+        published_at=now,
     )
 
 
-def dead_message(message: Message, group: str, error: str) -> Message:
-    """What goes to ``<topic>.dead`` when ``group`` gives up on ``message``."""
+def dead_message(message: Message, group: str, error: str, *, now: float) -> Message:
+    """What goes to ``<topic>.dead`` when ``group`` gives up on ``message``, published at ``now`` (the bus's
+    clock)."""
     headers = {**message.headers, "error": error, "dead_from": message.id, "group": group}
     headers["attempts"] = str(message.attempts)
     return Message(
@@ -185,7 +239,7 @@ def dead_message(message: Message, group: str, error: str) -> Message:
         correlation_id=message.correlation_id,
         causation_id=message.id,
         headers=headers,
-        published_at=time.time(),
+        published_at=now,
     )
 
 

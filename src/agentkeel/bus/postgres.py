@@ -20,6 +20,12 @@ on its topic before its rows draw their ``seq`` and holds it until it commits: o
 in ``seq`` order. Publishers of different topics do not wait for each other.
 
 A consumer learns of new messages by polling (``consume(block_s=...)``), as on SQLite.
+
+Trimming. ``trim`` removes old messages in batches, each one transaction that first takes ``keel_bus_groups`` in
+SHARE mode: while a batch decides which messages every group has been given, no cursor moves and no group is
+created. Without it, a group created during the batch could take a message the batch then removes, leaving a
+delivery whose message is gone. Consumers taking new messages wait for one batch at most; publishing, settling,
+redelivering and taking over do not wait.
 """
 
 from __future__ import annotations
@@ -36,10 +42,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from agentkeel.bus import postgres_sql as statements
 from agentkeel.bus.base import (
+    DEAD_SUFFIX,
     Message,
     Outgoing,
     TopicStats,
+    TrimReport,
     check_topic,
     dead_message,
     dead_topic,
@@ -56,100 +65,9 @@ DEFAULT_POOL_MAX = 4
 _CONNECT_TIMEOUT_S = 10
 """libpq waits forever for an unreachable host unless told otherwise; ``?connect_timeout=`` overrides this."""
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-_TOPIC_LOCK = 0x6B627573
-"""The advisory lock class ("kbus") of publishing on a topic; the object id is a hash of the schema and topic."""
 _POLL_S = 0.05
 
-_TABLES = (
-    "CREATE TABLE IF NOT EXISTS keel_bus_messages (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-    "id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL, payload TEXT NOT NULL, correlation_id TEXT NOT NULL, "
-    "causation_id TEXT, headers TEXT NOT NULL, published_at DOUBLE PRECISION NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS keel_bus_messages_topic ON keel_bus_messages (topic, seq)",
-    # A group's cursor: the seq of the last message of the topic it was given.
-    "CREATE TABLE IF NOT EXISTS keel_bus_groups (topic TEXT NOT NULL, grp TEXT NOT NULL, "
-    "cursor BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (topic, grp))",
-    # Deliveries not settled yet; consumer NULL: given back by nack, first in line for the group's next consume.
-    "CREATE TABLE IF NOT EXISTS keel_bus_pending (grp TEXT NOT NULL, seq BIGINT NOT NULL, topic TEXT NOT NULL, "
-    "consumer TEXT, attempts INTEGER NOT NULL, delivered_at DOUBLE PRECISION NOT NULL, "
-    "error TEXT NOT NULL DEFAULT '', PRIMARY KEY (grp, seq))",
-    "CREATE TABLE IF NOT EXISTS keel_bus_handled (grp TEXT NOT NULL, message_id TEXT NOT NULL, "
-    "at DOUBLE PRECISION NOT NULL, PRIMARY KEY (grp, message_id))",
-)
-_NAMES = ["keel_bus_messages", "keel_bus_messages_topic", "keel_bus_groups", "keel_bus_pending", "keel_bus_handled"]
-_COLUMNS = "m.seq, m.id, m.topic, m.payload, m.correlation_id, m.causation_id, m.headers, m.published_at"
-
-# The group's next delivery for a consumer, in one statement. First a message given back by nack (one another
-# consumer is taking at this moment is skipped, not waited for); else the topic's next message after the group's
-# cursor, read under the cursor row's lock: the cursor moves onto it, and it becomes a delivery unless the group
-# settled it already. The first column says which: 'retry' (the last two columns are its attempts and error),
-# 'new', 'handled' (the cursor moved past it: look again) or 'none'; no row at all: the group has no cursor yet.
-_NEXT = f"""WITH retry AS (
-    UPDATE keel_bus_pending SET consumer = %(consumer)s, attempts = attempts + 1, delivered_at = %(now)s
-    WHERE (grp, seq) = (
-        SELECT grp, seq FROM keel_bus_pending
-        WHERE grp = %(group)s AND topic = %(topic)s AND consumer IS NULL
-        ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED
-    )
-    RETURNING seq, attempts, error
-), position AS (
-    SELECT g.cursor FROM keel_bus_groups g
-    WHERE g.topic = %(topic)s AND g.grp = %(group)s AND NOT EXISTS (SELECT 1 FROM retry)
-    FOR UPDATE
-), next AS (
-    SELECT m.* FROM position, keel_bus_messages m
-    WHERE m.topic = %(topic)s AND m.seq > position.cursor ORDER BY m.seq LIMIT 1
-), moved AS (
-    UPDATE keel_bus_groups g SET cursor = next.seq FROM next WHERE g.topic = %(topic)s AND g.grp = %(group)s
-), delivered AS (
-    INSERT INTO keel_bus_pending (grp, seq, topic, consumer, attempts, delivered_at)
-    SELECT %(group)s, next.seq, next.topic, %(consumer)s, 1, %(now)s FROM next
-    WHERE NOT EXISTS (SELECT 1 FROM keel_bus_handled h WHERE h.grp = %(group)s AND h.message_id = next.id)
-    RETURNING seq
-)
-SELECT 'retry', {_COLUMNS}, retry.attempts, retry.error FROM retry JOIN keel_bus_messages m ON m.seq = retry.seq
-UNION ALL
-SELECT CASE WHEN m.seq IS NULL THEN 'none' WHEN EXISTS (SELECT 1 FROM delivered) THEN 'new' ELSE 'handled' END,
-    {_COLUMNS}, 1, '' FROM position LEFT JOIN next m ON true"""
-
-# Messages to append, one array element per message, with the advisory locks of their topics (in topic order, so
-# that two statements never wait for each other's). The locks come first: a row's seq is drawn as the insert
-# reads its source row, and each source row is joined to the count of locks taken, which exists once they all are.
-_LOCKS = f"pg_advisory_xact_lock({_TOPIC_LOCK}, hashtext(coalesce(current_schema(), '') || ' ' || topic))"
-_APPEND = """INSERT INTO keel_bus_messages (id, topic, payload, correlation_id, causation_id, headers, published_at)
-    SELECT new.* FROM (SELECT count(*) AS locks FROM locked) AS taken, {gate}unnest(
-        %(ids)s::text[], %(topics)s::text[], %(payloads)s::text[], %(correlation_ids)s::text[],
-        %(causation_ids)s::text[], %(headers)s::text[], %(published_at)s::float8[]
-    ) AS new
-    WHERE taken.locks = cardinality(%(locks)s::text[])"""
-_PUBLISH = f"""WITH locked AS MATERIALIZED (SELECT {_LOCKS} FROM unnest(%(locks)s::text[]) AS topic)
-{_APPEND.format(gate="")}"""
-
-# A settlement: the record that the group handled the message, the end of its delivery, and the messages it
-# publishes, only if the record is new. The count is 0 when the group had settled the message before.
-_SETTLE = f"""WITH gone AS (DELETE FROM keel_bus_pending WHERE grp = %(group)s AND seq = %(seq)s),
-settled AS (
-    INSERT INTO keel_bus_handled (grp, message_id, at) VALUES (%(group)s, %(id)s, %(now)s)
-    ON CONFLICT DO NOTHING RETURNING 1
-), locked AS MATERIALIZED (
-    SELECT {_LOCKS} FROM settled, unnest(%(locks)s::text[]) AS topic
-), published AS (
-    {_APPEND.format(gate="settled, ")}
-)
-SELECT count(*) FROM settled"""
-
-# The group's deliveries idle since ``before``, taken over by this consumer (those being settled at this moment
-# are skipped).
-_STALE = f"""WITH stale AS (
-    SELECT grp, seq FROM keel_bus_pending
-    WHERE grp = %(group)s AND topic = %(topic)s AND consumer IS NOT NULL AND delivered_at <= %(before)s
-    ORDER BY seq FOR UPDATE SKIP LOCKED
-), taken AS (
-    UPDATE keel_bus_pending p SET consumer = %(consumer)s, attempts = p.attempts + 1, delivered_at = %(now)s
-    FROM stale WHERE p.grp = stale.grp AND p.seq = stale.seq
-    RETURNING p.seq, p.attempts, p.error
-)
-SELECT {_COLUMNS}, taken.attempts, taken.error FROM taken JOIN keel_bus_messages m ON m.seq = taken.seq
-ORDER BY m.seq"""
+_TRIM_BATCH = 500
 
 
 class PostgresBus:
@@ -219,11 +137,11 @@ class PostgresBus:
                     await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
             present = await (
                 await conn.execute(
-                    "SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) name", (_NAMES,)
+                    "SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) name", (statements.NAMES,)
                 )
             ).fetchone()
             if present is None or not present[0]:
-                for statement in _TABLES:
+                for statement in statements.TABLES:
                     await conn.execute(statement)
 
     @asynccontextmanager
@@ -281,7 +199,7 @@ class PostgresBus:
     async def _next(self, conn: Connection, topic: str, group: str, consumer: str) -> Message | None:
         params = {"topic": topic, "group": group, "consumer": consumer, "now": self._clock()}
         while True:
-            found = await (await conn.execute(_NEXT, params)).fetchone()
+            found = await (await conn.execute(statements.NEXT, params)).fetchone()
             if found is None:  # the group's first consume
                 await conn.execute(
                     "INSERT INTO keel_bus_groups (topic, grp) VALUES (%s, %s) ON CONFLICT DO NOTHING", (topic, group)
@@ -289,9 +207,9 @@ class PostgresBus:
                 continue
             kind, *row = found
             if kind == "retry":
-                return _message(row[:-2], attempts=row[-2], error=row[-1])
+                return _message(row[:-2], attempts=row[-2], error=row[-1], consumer=consumer)
             if kind == "new":
-                return _message(row[:-2], attempts=1)
+                return _message(row[:-2], attempts=1, consumer=consumer)
             if kind == "none":
                 return None
             # settled by this group already (published twice under one id): never again
@@ -299,11 +217,12 @@ class PostgresBus:
     async def _settle(self, message: Message, group: str, outputs: Sequence[Message]) -> bool:
         params = {"group": group, "seq": int(message.receipt), "id": message.id, "now": self._clock()}
         async with self._connection() as conn:
-            found = await (await conn.execute(_SETTLE, {**params, **_appended(outputs)})).fetchone()
+            found = await (await conn.execute(statements.SETTLE, {**params, **_appended(outputs)})).fetchone()
         return found is not None and found[0] > 0
 
     async def ack(self, message: Message, group: str, *, publish: Sequence[Outgoing] = ()) -> bool:
-        outputs = [outgoing_message(message, check_topic(topic), payload) for topic, payload in publish]
+        now = self._clock()
+        outputs = [outgoing_message(message, check_topic(topic), payload, now=now) for topic, payload in publish]
         return await self._settle(message, group, outputs)
 
     async def nack(self, message: Message, group: str, error: str) -> None:
@@ -314,14 +233,55 @@ class PostgresBus:
             )
 
     async def dead_letter(self, message: Message, group: str, error: str) -> bool:
-        return await self._settle(message, group, [dead_message(message, group, error)])
+        return await self._settle(message, group, [dead_message(message, group, error, now=self._clock())])
+
+    async def touch(self, message: Message, group: str) -> bool:
+        async with self._connection() as conn:  # only the delivery it was given: a taker's has more attempts
+            cursor = await conn.execute(
+                "UPDATE keel_bus_pending SET delivered_at = %s "
+                "WHERE grp = %s AND seq = %s AND consumer = %s AND attempts = %s",
+                (self._clock(), group, _seq(message), message.consumer, message.attempts),
+            )
+        return cursor.rowcount > 0
 
     async def claim_stale(self, topic: str, group: str, consumer: str, *, idle_s: float) -> list[Message]:
         now = self._clock()
         params = {"topic": topic, "group": group, "consumer": consumer, "now": now, "before": now - idle_s}
         async with self._connection() as conn:
-            rows = await (await conn.execute(_STALE, params)).fetchall()
-        return [_message(row[:-2], attempts=row[-2], error=row[-1]) for row in rows]
+            rows = await (await conn.execute(statements.STALE, params)).fetchall()
+        return [_message(row[:-2], attempts=row[-2], error=row[-1], consumer=consumer) for row in rows]
+
+    async def trim(self, *, before: float, dead: bool = False) -> TrimReport:
+        removed = removed_dead = kept = 0
+        params: dict[str, Any] = {
+            "before": before,
+            "with_dead": dead,
+            "suffix": DEAD_SUFFIX,
+            "suffix_len": len(DEAD_SUFFIX),
+            "batch": _TRIM_BATCH,
+            "after": 0,
+        }
+        while True:
+            async with self._connection() as conn, conn.transaction():
+                await conn.execute("LOCK TABLE keel_bus_groups IN SHARE MODE")  # no cursor moves, no new group
+                found = await (await conn.execute(statements.TRIM, params)).fetchone()
+            assert found is not None
+            looked, last, gone, dead_gone = found
+            removed, removed_dead, kept = removed + gone, removed_dead + dead_gone, kept + looked - gone - dead_gone
+            if looked < _TRIM_BATCH:
+                break
+            params["after"] = last
+        handled = 0
+        key: dict[str, Any] = {"before": before, "grp": "", "message_id": "", "batch": _TRIM_BATCH}
+        while True:
+            async with self._connection() as conn:
+                found = await (await conn.execute(statements.TRIM_HANDLED, key)).fetchone()
+            assert found is not None
+            looked, key["grp"], key["message_id"], gone = found
+            handled += gone
+            if looked < _TRIM_BATCH:
+                break
+        return TrimReport(messages=removed, handled=handled, dead_letters=removed_dead, kept=kept)
 
     async def topics(self) -> list[TopicStats]:
         async with self._connection() as conn, conn.transaction():
@@ -342,7 +302,7 @@ class PostgresBus:
         async with self._connection() as conn:
             rows = await (
                 await conn.execute(
-                    f"SELECT {_COLUMNS} FROM keel_bus_messages m WHERE m.topic = %s ORDER BY m.seq",
+                    f"SELECT {statements.COLUMNS} FROM keel_bus_messages m WHERE m.topic = %s ORDER BY m.seq",
                     (dead_topic(topic),),
                 )
             ).fetchall()
@@ -369,11 +329,11 @@ class PostgresBus:
 async def _insert(conn: Connection, messages: Sequence[Message]) -> None:
     """Append ``messages`` under their topics' advisory locks, held until the transaction commits (in autocommit:
     the statement's end)."""
-    await conn.execute(_PUBLISH, _appended(messages))
+    await conn.execute(statements.PUBLISH, _appended(messages))
 
 
 def _appended(messages: Sequence[Message]) -> dict[str, Any]:
-    """The parameters of ``_APPEND`` (and the topics to lock) for ``messages``."""
+    """The parameters of ``statements.APPEND`` (and the topics to lock) for ``messages``."""
     return {
         "locks": sorted({message.topic for message in messages}),
         "ids": [message.id for message in messages],
@@ -386,7 +346,12 @@ def _appended(messages: Sequence[Message]) -> dict[str, Any]:
     }
 
 
-def _message(row: Sequence[Any], *, attempts: int, error: str = "") -> Message:
+def _seq(message: Message) -> int:
+    """The row of a delivered message (0, which names none, for one that was not delivered)."""
+    return int(message.receipt) if message.receipt.isdigit() else 0
+
+
+def _message(row: Sequence[Any], *, attempts: int, error: str = "", consumer: str = "") -> Message:
     seq, message_id, topic, payload, correlation_id, causation_id, headers, published_at = row
     decoded: dict[str, str] = json.loads(headers)
     if error:
@@ -401,6 +366,7 @@ def _message(row: Sequence[Any], *, attempts: int, error: str = "") -> Message:
         headers=decoded,
         published_at=published_at,
         receipt=str(seq),
+        consumer=consumer,
     )
 
 

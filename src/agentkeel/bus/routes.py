@@ -38,7 +38,8 @@ class Route:
     """The consumer group (default: the agent's name)."""
     max_attempts: int = 5
     claim_idle_s: float = 300.0
-    """A delivery idle this long is taken over by another consumer: longer than the agent's slowest run."""
+    """A delivery idle this long is taken over by another consumer. The worker's heartbeat keeps a running agent's
+    delivery fresh however long the run takes, so this bounds how long the message of a dead consumer waits."""
 
     def __post_init__(self) -> None:
         check_topic(self.topic)

@@ -3,6 +3,9 @@
 Its tables (``keel_bus_*``) can share the store's file or live in a file of their own. Every operation is one
 short ``BEGIN IMMEDIATE`` transaction, so a delivery, a settlement and the outputs it publishes commit together or
 not at all. A consumer in another process learns of new messages by polling (``consume(block_s=...)``).
+
+``trim`` works in batches of its own short transactions (``_TRIM_BATCH`` rows each), so publishers and consumers
+in other processes wait for one batch at most, never for the whole clean-up.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from agentkeel.bus.base import (
+    DEAD_SUFFIX,
     Message,
     Outgoing,
     TopicStats,
+    TrimReport,
     check_topic,
     dead_message,
     dead_topic,
@@ -47,6 +52,28 @@ _SCHEMA = (
 )
 _COLUMNS = "seq, id, topic, payload, correlation_id, causation_id, headers, published_at"
 _POLL_S = 0.05
+_TRIM_BATCH = 500
+
+# The next batch of messages published before the cut-off (after seq :after), each with whether it is a dead
+# letter and whether a group still needs it: it is on a topic no group reads (dead letters need no reader), a
+# group's cursor has not reached it, or a group holds it pending.
+_TRIM_CANDIDATES = """SELECT m.seq, substr(m.topic, -:suffix_len) = :suffix AS dead,
+    (substr(m.topic, -:suffix_len) <> :suffix AND NOT EXISTS (SELECT 1 FROM keel_bus_groups g WHERE g.topic = m.topic))
+    OR EXISTS (SELECT 1 FROM keel_bus_groups g WHERE g.topic = m.topic AND g.cursor < m.seq)
+    OR EXISTS (
+        SELECT 1 FROM keel_bus_groups g JOIN keel_bus_pending p ON p.grp = g.grp AND p.seq = m.seq
+        WHERE g.topic = m.topic
+    ) AS needed
+FROM keel_bus_messages m
+WHERE m.seq > :after AND m.published_at < :before AND (:dead OR substr(m.topic, -:suffix_len) <> :suffix)
+ORDER BY m.seq LIMIT :batch"""
+
+# The next batch of handled-id records in key order (after :grp, :message_id), each with whether it goes: older
+# than the cut-off and its message gone.
+_TRIM_HANDLED = """SELECT h.grp, h.message_id,
+    h.at < :before AND NOT EXISTS (SELECT 1 FROM keel_bus_messages m WHERE m.id = h.message_id)
+FROM keel_bus_handled h WHERE (h.grp, h.message_id) > (:grp, :message_id)
+ORDER BY h.grp, h.message_id LIMIT :batch"""
 
 
 class SQLiteBus:
@@ -138,7 +165,7 @@ class SQLiteBus:
                 "UPDATE keel_bus_pending SET consumer = ?, attempts = ?, delivered_at = ? WHERE grp = ? AND seq = ?",
                 (consumer, attempts + 1, now, group, seq),
             )
-            return _delivered(db, seq, attempts + 1, error)
+            return _delivered(db, seq, attempts + 1, error, consumer)
         (cursor,) = db.execute(
             "SELECT cursor FROM keel_bus_groups WHERE topic = ? AND grp = ?", (topic, group)
         ).fetchone()
@@ -160,7 +187,7 @@ class SQLiteBus:
                 "VALUES (?, ?, ?, ?, 1, ?)",
                 (group, cursor, topic, consumer, now),
             )
-            return _message(row, attempts=1)
+            return _message(row, attempts=1, consumer=consumer)
 
     def _settle(self, db: sqlite3.Connection, message: Message, group: str) -> bool:
         db.execute("DELETE FROM keel_bus_pending WHERE grp = ? AND seq = ?", (group, int(message.receipt)))
@@ -172,7 +199,8 @@ class SQLiteBus:
         )
 
     async def ack(self, message: Message, group: str, *, publish: Sequence[Outgoing] = ()) -> bool:
-        outputs = [outgoing_message(message, check_topic(topic), payload) for topic, payload in publish]
+        now = self._clock()
+        outputs = [outgoing_message(message, check_topic(topic), payload, now=now) for topic, payload in publish]
         with self._write() as db:
             if not self._settle(db, message, group):
                 return False
@@ -190,8 +218,18 @@ class SQLiteBus:
         with self._write() as db:
             if not self._settle(db, message, group):
                 return False
-            _insert(db, [dead_message(message, group, error)])
+            _insert(db, [dead_message(message, group, error, now=self._clock())])
         return True
+
+    async def touch(self, message: Message, group: str) -> bool:
+        with self._write() as db:  # only the delivery it was given: a taker's has more attempts, a nacked none
+            return bool(
+                db.execute(
+                    "UPDATE keel_bus_pending SET delivered_at = ? "
+                    "WHERE grp = ? AND seq = ? AND consumer = ? AND attempts = ?",
+                    (self._clock(), group, _seq(message), message.consumer, message.attempts),
+                ).rowcount
+            )
 
     async def claim_stale(self, topic: str, group: str, consumer: str, *, idle_s: float) -> list[Message]:
         now = self._clock()
@@ -208,8 +246,44 @@ class SQLiteBus:
                     "WHERE grp = ? AND seq = ?",
                     (consumer, attempts + 1, now, group, seq),
                 )
-                claimed.append(_delivered(db, seq, attempts + 1, error))
+                claimed.append(_delivered(db, seq, attempts + 1, error, consumer))
         return claimed
+
+    async def trim(self, *, before: float, dead: bool = False) -> TrimReport:
+        removed = removed_dead = kept = 0
+        params: dict[str, Any] = {
+            "before": before,
+            "dead": dead,
+            "suffix": DEAD_SUFFIX,
+            "suffix_len": len(DEAD_SUFFIX),
+            "batch": _TRIM_BATCH,
+            "after": 0,
+        }
+        while True:
+            with self._write() as db:
+                candidates = db.execute(_TRIM_CANDIDATES, params).fetchall()
+                gone = [(seq, is_dead) for seq, is_dead, needed in candidates if not needed]
+                db.executemany("DELETE FROM keel_bus_messages WHERE seq = ?", [(seq,) for seq, _ in gone])
+            dead_gone = sum(1 for _, is_dead in gone if is_dead)
+            removed, removed_dead = removed + len(gone) - dead_gone, removed_dead + dead_gone
+            kept += len(candidates) - len(gone)
+            if len(candidates) < _TRIM_BATCH:
+                break
+            params["after"] = candidates[-1][0]
+            await asyncio.sleep(0)  # one batch at a time: let the rest of the process run between them
+        handled = 0
+        key: dict[str, Any] = {"before": before, "grp": "", "message_id": "", "batch": _TRIM_BATCH}
+        while True:
+            with self._write() as db:
+                records = db.execute(_TRIM_HANDLED, key).fetchall()
+                old = [(group, message_id) for group, message_id, goes in records if goes]
+                db.executemany("DELETE FROM keel_bus_handled WHERE grp = ? AND message_id = ?", old)
+            handled += len(old)
+            if len(records) < _TRIM_BATCH:
+                break
+            key["grp"], key["message_id"] = records[-1][0], records[-1][1]
+            await asyncio.sleep(0)
+        return TrimReport(messages=removed, handled=handled, dead_letters=removed_dead, kept=kept)
 
     async def topics(self) -> list[TopicStats]:
         with self._read() as db:
@@ -260,12 +334,17 @@ def _insert(db: sqlite3.Connection, messages: Sequence[Message]) -> None:
     )
 
 
-def _delivered(db: sqlite3.Connection, seq: int, attempts: int, error: str) -> Message:
+def _delivered(db: sqlite3.Connection, seq: int, attempts: int, error: str, consumer: str) -> Message:
     row = db.execute(f"SELECT {_COLUMNS} FROM keel_bus_messages WHERE seq = ?", (seq,)).fetchone()
-    return _message(row, attempts=attempts, error=error)
+    return _message(row, attempts=attempts, error=error, consumer=consumer)
 
 
-def _message(row: Sequence[Any], *, attempts: int, error: str = "") -> Message:
+def _seq(message: Message) -> int:
+    """The row of a delivered message (0, which names none, for one that was not delivered)."""
+    return int(message.receipt) if message.receipt.isdigit() else 0
+
+
+def _message(row: Sequence[Any], *, attempts: int, error: str = "", consumer: str = "") -> Message:
     seq, message_id, topic, payload, correlation_id, causation_id, headers, published_at = row
     decoded: dict[str, str] = json.loads(headers)
     if error:
@@ -280,4 +359,5 @@ def _message(row: Sequence[Any], *, attempts: int, error: str = "") -> Message:
         headers=decoded,
         published_at=published_at,
         receipt=str(seq),
+        consumer=consumer,
     )

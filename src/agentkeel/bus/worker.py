@@ -5,6 +5,11 @@ acknowledgement in one transaction); one that raises gives it back for another a
 ``max_attempts``-th delivery fails, which sends it to ``<topic>.dead`` with the last error. A message delivered more
 than ``max_attempts`` times (its handlers keep killing their process) goes there too, without running again.
 
+While a handler runs, a heartbeat touches its delivery every ``heartbeat_s`` (a third of ``claim_idle_s`` by
+default), so another consumer's ``claim_stale`` takes over only the deliveries of a consumer that died or hangs,
+not those of a slow handler. A failed touch is logged and the handler keeps running: if the delivery was taken
+over meanwhile, the settlement of whichever consumer finishes second changes nothing.
+
 What is guaranteed: every message is handled at least once per group; its outputs are published once per group,
 whatever crashed when; a handler's effects *outside* the bus happen again when its process died mid-message (it
 sees ``attempts > 1`` and can dedupe by ``message.id``), except an agent's (``agent_handler``): its run id comes
@@ -34,6 +39,8 @@ if TYPE_CHECKING:
 
 Handler = Callable[[Message], Awaitable[Sequence[Outgoing] | None]]
 """Handles one message; returns the messages to publish in reply (same correlation id), or None."""
+Sleep = Callable[[float], Awaitable[None]]
+"""How the heartbeat waits between beats: ``asyncio.sleep``, or one a test drives to beat on cue."""
 
 Outcome = Literal["acked", "duplicate", "retry", "dead"]
 
@@ -57,16 +64,29 @@ class Worker:
         consumer: str | None = None,
         max_attempts: int = 5,
         claim_idle_s: float = 60.0,
+        heartbeat_s: float | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts is at least 1: got {max_attempts}")
+        if claim_idle_s <= 0:  # every step would take over every delivery of the group, and beat without pause
+            raise ValueError(f"claim_idle_s is above 0: got {claim_idle_s}")
+        if heartbeat_s is not None and heartbeat_s <= 0:
+            raise ValueError(f"heartbeat_s is above 0: got {heartbeat_s}")
         self.bus = bus
         self.subscriptions = {check_topic(topic): handler for topic, handler in subscriptions.items()}
         self.group = group
         self.consumer = consumer or new_consumer()
         self.max_attempts = max_attempts
         self.claim_idle_s = claim_idle_s
-        """A delivery idle this long is taken over: longer than the slowest handler, or two consumers run it."""
+        """A delivery idle this long is taken over. The heartbeat keeps a running handler's delivery fresh, so this
+        only bounds how long a dead or hung consumer's messages wait: well above ``heartbeat_s`` plus the time a
+        touch takes."""
+        self.heartbeat_s = heartbeat_s if heartbeat_s is not None else claim_idle_s / 3
+        """How often a running handler's delivery is touched; three beats per ``claim_idle_s`` by default, so one
+        late or failed beat does not lose the delivery."""
+        self._sleep = sleep
+        """What the heartbeat waits with between beats (tests pass one they drive)."""
         self._last_error = ""
 
     async def handle(self, message: Message) -> Outcome:
@@ -91,7 +111,7 @@ class Worker:
             error = message.headers.get("error") or "its consumer died while handling it"
             return await self._dead(message, f"delivered {message.attempts} times; last: {error}")
         try:
-            outputs = await handler(message)
+            outputs = await self._with_heartbeat(handler, message)
         except DeadLetter as exc:
             self._last_error = str(exc)
             return await self._dead(message, str(exc))
@@ -106,6 +126,42 @@ class Worker:
             return "acked"
         log.info("%s on %s was settled by another consumer of %s first", message.id, message.topic, self.group)
         return "duplicate"
+
+    async def _with_heartbeat(self, handler: Handler, message: Message) -> Sequence[Outgoing] | None:
+        """Run the handler while a heartbeat keeps its delivery; the heartbeat stops when the handler returns or
+        raises."""
+        beat = asyncio.create_task(self._heartbeat(message), name=f"heartbeat {message.id}")
+        try:
+            return await handler(message)
+        finally:
+            beat.cancel()
+            await asyncio.wait([beat])  # ended before settling: no touch after the ack
+
+    async def _heartbeat(self, message: Message) -> None:
+        """Touch the delivery every ``heartbeat_s`` until cancelled, or until it is no longer this consumer's."""
+        while True:
+            await self._sleep(self.heartbeat_s)
+            try:
+                kept = await self.bus.touch(message, self.group)
+            except Exception as exc:  # the bus is unreachable for a moment: the next beat may get through
+                log.warning(
+                    "heartbeat of %s on %s failed (the handler keeps running): %s: %s",
+                    message.id,
+                    message.topic,
+                    type(exc).__name__,
+                    exc,
+                )
+                continue
+            if not kept:
+                log.warning(
+                    "%s on %s is no longer %s's (taken over after %g s idle?): its handler keeps running; whichever "
+                    "consumer settles it first publishes its outputs",
+                    message.id,
+                    message.topic,
+                    self.consumer,
+                    self.claim_idle_s,
+                )
+                return
 
     async def _dead(self, message: Message, error: str) -> Outcome:
         await self.bus.dead_letter(message, self.group, error)

@@ -12,14 +12,15 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from agentkeel.bus.base import Message, TopicStats
+from agentkeel.bus.base import Message, TopicStats, TrimReport
 from agentkeel.bus.open import DEFAULT_BUS_URL, open_bus
 from agentkeel.bus.routes import route_workers, serve
 from agentkeel.cli import exits
 from agentkeel.cli.app import JsonOption, _execute, app
 from agentkeel.cli.exits import UsageProblem
 from agentkeel.cli.load import load_routes
-from agentkeel.cli.render import Output
+from agentkeel.cli.render import Output, plural
+from agentkeel.cli.since import EXAMPLES, parse_since
 from agentkeel.redaction import redactor
 
 BusOption = Annotated[
@@ -39,7 +40,8 @@ _COLUMNS = ("TOPIC", "GROUP", "MESSAGES", "PENDING", "LAG", "DEAD")
 
 bus_app = typer.Typer(
     name="bus",
-    help="The message bus: topics, lag and dead letters (no subcommand); publish a message; serve routes.",
+    help="The message bus: topics, lag and dead letters (no subcommand); publish a message; serve routes; trim "
+    "old messages.",
     invoke_without_command=True,
     no_args_is_help=False,
 )
@@ -60,7 +62,8 @@ def bus_command(
 ) -> None:
     """Show the bus's topics: for each group, the messages pending (delivered, not settled), the lag (not yet
     delivered) and the dead letters. With --dead TOPIC, the messages that went to TOPIC.dead and why.
-    `keel bus publish` sends a message; `keel bus work` serves an application's routes."""
+    `keel bus publish` sends a message; `keel bus work` serves an application's routes; `keel bus trim` removes
+    old messages."""
     if ctx.invoked_subcommand is not None:
         return
     out = Output(as_json=as_json)
@@ -178,6 +181,65 @@ def work_command(
         return exits.OK
 
     _execute(out, work)
+
+
+@bus_app.command("trim")
+def trim_command(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            metavar="AGE",
+            show_default=False,
+            help="Remove what was published before this: a duration back from now (7d, 24h, 2w) or an ISO date.",
+        ),
+    ],
+    dead: Annotated[
+        bool, typer.Option("--dead", help="Remove the dead letters older than AGE too (kept by default).")
+    ] = False,
+    bus: BusOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove the messages published before AGE that every group reading their topic has settled, and the
+    handled-id records of the messages gone. A message still pending (delivered, not settled) or not yet delivered
+    to every group reading its topic is never removed, whatever its age; nor is one on a topic no group reads yet.
+    Dead letters stay unless --dead is given."""
+    out = Output(as_json=as_json)
+    try:
+        before = parse_since(older_than, time.time())
+    except UsageProblem:
+        out.error(f"--older-than takes {EXAMPLES}: got {older_than!r}")
+        raise typer.Exit(exits.USAGE) from None
+
+    async def work() -> int:
+        opened = open_bus(bus)
+        try:
+            report = await opened.trim(before=before, dead=dead)
+        finally:
+            await opened.close()
+        print_trim(out, report, before=before, dead=dead, url=opened.url)
+        return exits.OK
+
+    _execute(out, work)
+
+
+def print_trim(out: Output, report: TrimReport, *, before: float, dead: bool, url: str) -> None:
+    if out.as_json:
+        out.json({"bus": url, "before": before, **report.to_json()})
+        return
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(before))
+    removed = [plural(report.messages, "message"), plural(report.handled, "handled record")]
+    if dead:
+        removed.append(plural(report.dead_letters, "dead letter"))
+    out.print(Text(f"removed {', '.join(removed)} from before {when} on {url}"))
+    out.print(
+        Text(
+            f"kept {plural(report.kept, 'older message')} still needed: pending, not yet delivered to every group "
+            "reading its topic, or on a topic no group reads yet (never removed, whatever their age)"
+        )
+    )
+    if not dead:
+        out.print(Text("dead letters kept: --dead removes those older than the cut-off too"))
 
 
 def _payload(text: str) -> Any:

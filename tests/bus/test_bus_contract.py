@@ -469,3 +469,32 @@ async def test_trim_goes_through_a_long_topic_batch_after_batch(case: BusCase, m
     assert [message.payload for message in claimed] == [2, 5]
     [row] = [row for row in await case.bus.topics() if row.topic == "jobs"]
     assert (row.messages, row.pending, row.lag) == (2, 2, 0)
+
+
+async def test_the_heartbeat_of_a_real_clock_starts_once_the_handler_outlasts_a_beat() -> None:
+    """Without a test's sleep the first beat is a timer: a handler that outlasts it gets its delivery touched (the
+    handler waits for the touch itself, so nothing here waits on time but the timer under test), and a quick
+    handler never starts a heartbeat at all."""
+    bus = MemoryBus()
+    touched = asyncio.Event()
+    touches: list[str] = []
+    real_touch = bus.touch
+
+    async def touch(message: Message, group: str) -> bool:
+        touches.append(message.payload)
+        touched.set()
+        return await real_touch(message, group)
+
+    bus.touch = touch  # type: ignore[method-assign]
+
+    async def handler(message: Message) -> None:
+        if message.payload == "slow":
+            await asyncio.wait_for(touched.wait(), timeout=10.0)
+
+    worker = Worker(bus, {"jobs": handler}, group="g", claim_idle_s=0.15)  # a beat every 50 ms
+    for payload in ("quick", "slow"):
+        await bus.publish("jobs", payload)
+        assert await worker.step() == 1
+    assert touches and set(touches) == {"slow"}
+    assert (await bus.topics())[0].pending == 0  # both settled
+    await bus.close()

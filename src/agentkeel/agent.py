@@ -26,7 +26,7 @@ from agentkeel.gates import Rule, check_rules
 from agentkeel.ledger import Ledger
 from agentkeel.models.base import Model
 from agentkeel.models.resolve import resolve_model
-from agentkeel.observe.ids import current_traceparent
+from agentkeel.observe.ids import check_traceparent, current_traceparent
 from agentkeel.observe.setup import current_live
 from agentkeel.patterns.supervisor import check_supervisor, children_waiting
 from agentkeel.pricing import PriceTable
@@ -196,6 +196,7 @@ class Agent:
         span, if any."""
         if not isinstance(task, str) or not task.strip():
             raise ConfigError(f"agent {self.name!r}: the task must be a non-empty string")
+        check_traceparent(trace_parent)
         mode: RunMode = "dry_run" if dry_run else "normal"
         return await self._start(task, deps=deps, run_id=run_id, mode=mode, trace_parent=trace_parent)
 

@@ -283,3 +283,14 @@ async def test_a_tracing_failure_never_fails_the_run(
     assert exported.get_finished_spans() == ()
     said = [r.getMessage() for r in caplog.records if "a bug in the span builder" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith(f"tracing run {result.run_id} stopped")  # once, not per commit
+
+
+async def test_a_malformed_trace_parent_is_refused_with_the_expected_form() -> None:
+    from agentkeel import ConfigError
+
+    agent = Agent(name="desk", model=ScriptedModel([reply("Hi.")]), store="memory://")
+    with pytest.raises(ConfigError, match="not a W3C traceparent: write 00-<32 hex trace id>"):
+        await agent.run("Hi", trace_parent="00-not-a-trace")
+    nested = await agent.run("Hi", trace_parent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    state = await agent.state(nested.run_id)
+    assert state.trace_parent == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from agentkeel.errors import ConfigError
+
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 
 
@@ -34,6 +36,16 @@ def parse_traceparent(text: str | None) -> tuple[int, int] | None:
         return None
     trace, span = int(found.group(1), 16), int(found.group(2), 16)
     return (trace, span) if trace and span else None
+
+
+def check_traceparent(text: str | None) -> None:
+    """A ``trace_parent`` given by the caller must be a W3C traceparent: a malformed one would quietly start a
+    trace of its own."""
+    if text is not None and parse_traceparent(text) is None:
+        raise ConfigError(
+            f"trace_parent {text!r} is not a W3C traceparent: write 00-<32 hex trace id>-<16 hex span id>-01, e.g. "
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 (or pass None to nest under the current span)"
+        )
 
 
 def format_traceparent(trace_id: int, span: int) -> str:

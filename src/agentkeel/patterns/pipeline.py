@@ -43,7 +43,7 @@ from agentkeel.errors import ConfigError, JournalError, KeelError, ModelError
 from agentkeel.ledger import Ledger, Reservation
 from agentkeel.models.base import Model
 from agentkeel.models.resolve import resolve_model
-from agentkeel.observe.ids import current_traceparent
+from agentkeel.observe.ids import check_traceparent, current_traceparent
 from agentkeel.observe.setup import current_live
 from agentkeel.pricing import PriceTable, cost_of
 from agentkeel.result import RunResult
@@ -134,6 +134,7 @@ class Pipeline:
 
     async def run(self, data: Any, *, run_id: str | None = None, trace_parent: str | None = None) -> RunResult:
         """Run the pipeline on ``data`` (JSON values) to its end; ``trace_parent`` as for ``Agent.run``."""
+        check_traceparent(trace_parent)
         try:
             task = json.dumps(to_jsonable_python(data), ensure_ascii=False)
         except (TypeError, ValueError) as exc:

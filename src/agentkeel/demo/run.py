@@ -237,6 +237,10 @@ def _summary(out: Output, url: str, rows: list[RunRow], crashed: str, outcomes: 
     }
     commands += [(f"keel show {o.result.run_id}{flags}", stories[key]) for key, o in outcomes.items()]
     commands.append((f"keel show {crashed} --json{flags}", "a journal, event by event"))
+    commands.append((f"keel stats{flags}", "success rate, failures by reason, cost per task, failing tools"))
+    commands.append(
+        (f"keel export {crashed}{flags} --endpoint http://localhost:4318", "its trace, to an OTLP collector")
+    )
     commands.append(
         (f"sqlite3 {SHOP_PATH} 'select * from refunds left join refund_voids using (refund_id)'", "the shop's side")
     )

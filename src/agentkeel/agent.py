@@ -27,7 +27,7 @@ from agentkeel.ledger import Ledger
 from agentkeel.models.base import Model
 from agentkeel.models.resolve import resolve_model
 from agentkeel.observe.ids import check_traceparent, current_traceparent
-from agentkeel.observe.setup import current_live
+from agentkeel.observe.setup import run_created
 from agentkeel.patterns.supervisor import check_supervisor, children_waiting
 from agentkeel.pricing import PriceTable
 from agentkeel.result import RunResult
@@ -255,9 +255,7 @@ class Agent:
         )
         state = replay([first])
         await self.store.create_run(first, RunRow.of(state), owner=owner, lease_s=self.lease_s)
-        live = current_live()
-        if live is not None:
-            live.started(self.store, first)
+        run_created(self.store, first)
         return RunResult.of(await self._driver(state, owner, deps, parent_ledger=parent_ledger).drive())
 
     async def start_child(

@@ -26,7 +26,8 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 MARKER = "[REDACTED]"
 
@@ -144,8 +145,9 @@ class Redactor:
                 data = pattern.sub(marker, data)
         return data
 
-    def __contains__(self, text: str) -> bool:
-        return self.text(text) != text
+    def attributes(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Span (or log) attributes with every secret in their text replaced."""
+        return {key: self.text(value) if isinstance(value, str) else value for key, value in values.items()}
 
 
 def environment_secrets(environ: dict[str, str] | None = None) -> list[str]:

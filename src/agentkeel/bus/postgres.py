@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -40,7 +39,6 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agentkeel.bus import postgres_sql as statements
 from agentkeel.bus.base import (
@@ -56,15 +54,13 @@ from agentkeel.bus.base import (
     outgoing_message,
     topic_stats,
 )
-from agentkeel.errors import ConfigError, StoreError
-from agentkeel.stores.postgres import _masked, _split_url
+from agentkeel.bus.rows import row_message, row_seq
+from agentkeel.errors import StoreError
 from agentkeel.stores.postgres_migrations import MIGRATION_LOCK
-from agentkeel.stores.postgres_pool import Connection, ConnectionPool
+from agentkeel.stores.postgres_pool import Connection, LoopPool
+from agentkeel.stores.postgres_url import postgres_target
 
 DEFAULT_POOL_MAX = 4
-_CONNECT_TIMEOUT_S = 10
-"""libpq waits forever for an unreachable host unless told otherwise; ``?connect_timeout=`` overrides this."""
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _POLL_S = 0.05
 
 _TRIM_BATCH = 500
@@ -74,50 +70,23 @@ class PostgresBus:
     """Topics, groups, deliveries and the handled-ids record in a PostgreSQL database."""
 
     def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
-        conninfo, options = _split_url(url)
-        self.url = _masked(url)
-        self.schema = options.get("schema")
-        if self.schema is not None and not _SCHEMA_NAME.fullmatch(self.schema):
-            raise ConfigError(
-                f"bus URL {self.url}: schema {self.schema!r} must be a lowercase name of letters, digits and "
-                "underscores (e.g. ?schema=keel)"
-            )
-        self.pool_max = _pool_max(options.get("pool_max"), self.url)
-        self._conninfo = _conninfo(conninfo, self.schema, self.url)
+        target = postgres_target(url, what="bus", application_name="agentkeel-bus", default_pool_max=DEFAULT_POOL_MAX)
+        self.url, self.schema, self.pool_max, self._conninfo = (
+            target.url,
+            target.schema,
+            target.pool_max,
+            target.conninfo,
+        )
         self._clock = clock
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._opening = asyncio.Lock()
-        self._pool: ConnectionPool | None = None
+        self._pool = LoopPool(
+            self._conninfo,
+            self.pool_max,
+            prepare=self._create_tables,
+            unreachable=self._unreachable,
+            unprepared=lambda exc: f"cannot create the bus's tables at {self.url}: {exc}",
+        )
 
     # -- connections ------------------------------------------------------------------------------------------
-
-    async def _ready(self) -> ConnectionPool:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # first use, or a new event loop: a pool's connections belong to one loop
-            if self._pool is not None:
-                await self._pool.close()
-            self._loop, self._opening, self._pool = loop, asyncio.Lock(), None
-        if self._pool is None:
-            async with self._opening:
-                if self._pool is None:
-                    self._pool = await self._open()
-        return self._pool
-
-    async def _open(self) -> ConnectionPool:
-        pool = ConnectionPool(self._conninfo, self.pool_max)
-        try:
-            conn = await pool.connect()
-        except psycopg.Error as exc:
-            raise StoreError(self._unreachable(exc)) from exc
-        try:
-            await self._create_tables(conn)
-        except BaseException as exc:
-            await conn.close()
-            if isinstance(exc, psycopg.Error):
-                raise StoreError(f"cannot create the bus's tables at {self.url}: {exc}") from exc
-            raise
-        await pool.give(conn)
-        return pool
 
     async def _create_tables(self, conn: Connection) -> None:
         """The schema and the tables, under the lock the store's migrations take for the same schema: concurrent
@@ -147,7 +116,7 @@ class PostgresBus:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
         """A connection in autocommit, where one statement is one transaction."""
-        pool = await self._ready()
+        pool = await self._pool.ready()
         conn: Connection | None = None
         try:
             async with pool.connection() as conn:
@@ -207,9 +176,9 @@ class PostgresBus:
                 continue
             kind, *row = found
             if kind == "retry":
-                return _message(row[:-2], attempts=row[-2], error=row[-1], consumer=consumer)
+                return row_message(row[:-2], attempts=row[-2], error=row[-1], consumer=consumer)
             if kind == "new":
-                return _message(row[:-2], attempts=1, consumer=consumer)
+                return row_message(row[:-2], attempts=1, consumer=consumer)
             if kind == "none":
                 return None
             # settled by this group already (published twice under one id): never again
@@ -240,7 +209,7 @@ class PostgresBus:
             cursor = await conn.execute(
                 "UPDATE keel_bus_pending SET delivered_at = %s "
                 "WHERE grp = %s AND seq = %s AND consumer = %s AND attempts = %s",
-                (self._clock(), group, _seq(message), message.consumer, message.attempts),
+                (self._clock(), group, row_seq(message), message.consumer, message.attempts),
             )
         return cursor.rowcount > 0
 
@@ -249,7 +218,7 @@ class PostgresBus:
         params = {"topic": topic, "group": group, "consumer": consumer, "now": now, "before": now - idle_s}
         async with self._connection() as conn:
             rows = await (await conn.execute(statements.STALE, params)).fetchall()
-        return [_message(row[:-2], attempts=row[-2], error=row[-1], consumer=consumer) for row in rows]
+        return [row_message(row[:-2], attempts=row[-2], error=row[-1], consumer=consumer) for row in rows]
 
     async def trim(self, *, before: float, dead: bool = False) -> TrimReport:
         removed = removed_dead = kept = 0
@@ -306,12 +275,10 @@ class PostgresBus:
                     (dead_topic(topic),),
                 )
             ).fetchall()
-        return [_message(row, attempts=0) for row in rows]
+        return [row_message(row, attempts=0) for row in rows]
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        await self._pool.close()
 
     async def drop(self) -> None:
         """Drop the bus's tables (tests, and resetting a bus); this object's next call creates them again."""
@@ -346,51 +313,6 @@ def _appended(messages: Sequence[Message]) -> dict[str, Any]:
     }
 
 
-def _seq(message: Message) -> int:
-    """The row of a delivered message (0, which names none, for one that was not delivered)."""
-    return int(message.receipt) if message.receipt.isdigit() else 0
-
-
-def _message(row: Sequence[Any], *, attempts: int, error: str = "", consumer: str = "") -> Message:
-    seq, message_id, topic, payload, correlation_id, causation_id, headers, published_at = row
-    decoded: dict[str, str] = json.loads(headers)
-    if error:
-        decoded["error"] = error
-    return Message(
-        id=message_id,
-        topic=topic,
-        payload=json.loads(payload),
-        correlation_id=correlation_id,
-        causation_id=causation_id,
-        attempts=attempts,
-        headers=decoded,
-        published_at=published_at,
-        receipt=str(seq),
-        consumer=consumer,
-    )
-
-
 def _text(value: str) -> str:
     """PostgreSQL's text cannot hold NUL characters: U+FFFD stands for them."""
     return value.replace("\x00", "\ufffd")
-
-
-def _conninfo(url: str, schema: str | None, masked: str) -> str:
-    """libpq's connection string: the URL's settings, the schema as the search path, and sensible defaults."""
-    try:
-        given = conninfo_to_dict(url)
-    except psycopg.ProgrammingError as exc:
-        raise ConfigError(f"bus URL {masked} is not a PostgreSQL URL libpq accepts: {exc}") from exc
-    given.setdefault("connect_timeout", _CONNECT_TIMEOUT_S)
-    given.setdefault("application_name", "agentkeel-bus")
-    if schema is not None:
-        given["options"] = f"{given.get('options') or ''} -c search_path={schema}".strip()
-    return make_conninfo("", **given)
-
-
-def _pool_max(value: str | None, url: str) -> int:
-    if value is None:
-        return DEFAULT_POOL_MAX
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"bus URL {url}: pool_max must be a whole number of connections, 1 or more (e.g. 4)")
-    return int(value)

@@ -33,6 +33,7 @@ from agentkeel.bus.base import (
     outgoing_message,
     topic_stats,
 )
+from agentkeel.bus.rows import row_message, row_seq
 from agentkeel.errors import StoreError
 
 _SCHEMA = (
@@ -187,7 +188,7 @@ class SQLiteBus:
                 "VALUES (?, ?, ?, ?, 1, ?)",
                 (group, cursor, topic, consumer, now),
             )
-            return _message(row, attempts=1, consumer=consumer)
+            return row_message(row, attempts=1, consumer=consumer)
 
     def _settle(self, db: sqlite3.Connection, message: Message, group: str) -> bool:
         db.execute("DELETE FROM keel_bus_pending WHERE grp = ? AND seq = ?", (group, int(message.receipt)))
@@ -227,7 +228,7 @@ class SQLiteBus:
                 db.execute(
                     "UPDATE keel_bus_pending SET delivered_at = ? "
                     "WHERE grp = ? AND seq = ? AND consumer = ? AND attempts = ?",
-                    (self._clock(), group, _seq(message), message.consumer, message.attempts),
+                    (self._clock(), group, row_seq(message), message.consumer, message.attempts),
                 ).rowcount
             )
 
@@ -308,7 +309,7 @@ class SQLiteBus:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM keel_bus_messages WHERE topic = ? ORDER BY seq", (dead_topic(topic),)
             ).fetchall()
-        return [_message(row, attempts=0) for row in rows]
+        return [row_message(row, attempts=0) for row in rows]
 
     async def close(self) -> None:
         with self._lock:
@@ -336,28 +337,4 @@ def _insert(db: sqlite3.Connection, messages: Sequence[Message]) -> None:
 
 def _delivered(db: sqlite3.Connection, seq: int, attempts: int, error: str, consumer: str) -> Message:
     row = db.execute(f"SELECT {_COLUMNS} FROM keel_bus_messages WHERE seq = ?", (seq,)).fetchone()
-    return _message(row, attempts=attempts, error=error, consumer=consumer)
-
-
-def _seq(message: Message) -> int:
-    """The row of a delivered message (0, which names none, for one that was not delivered)."""
-    return int(message.receipt) if message.receipt.isdigit() else 0
-
-
-def _message(row: Sequence[Any], *, attempts: int, error: str = "", consumer: str = "") -> Message:
-    seq, message_id, topic, payload, correlation_id, causation_id, headers, published_at = row
-    decoded: dict[str, str] = json.loads(headers)
-    if error:
-        decoded["error"] = error
-    return Message(
-        id=message_id,
-        topic=topic,
-        payload=json.loads(payload),
-        correlation_id=correlation_id,
-        causation_id=causation_id,
-        attempts=attempts,
-        headers=decoded,
-        published_at=published_at,
-        receipt=str(seq),
-        consumer=consumer,
-    )
+    return row_message(row, attempts=attempts, error=error, consumer=consumer)

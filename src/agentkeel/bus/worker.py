@@ -87,45 +87,44 @@ class Worker:
         late or failed beat does not lose the delivery."""
         self._sleep = sleep
         """What the heartbeat waits with between beats (tests pass one they drive)."""
-        self._last_error = ""
 
     async def handle(self, message: Message) -> Outcome:
         """Run the topic's handler on a delivered message and settle it (traced as ``process <topic>`` when runs
         are traced, with the handler's work nested under it)."""
         live = current_live()
         if live is None:
-            return await self._handle(message)
+            return (await self._handle(message))[0]
         from agentkeel.observe.bus_spans import process_span, processing
 
         started = time.time_ns()
         with processing(message, self.group):
-            outcome = await self._handle(message)
-        error = None if outcome in ("acked", "duplicate") else (self._last_error or outcome)
+            outcome, error = await self._handle(message)
         live.emit([process_span(message, self.group, "agentkeel", start_ns=started, outcome=outcome, error=error)])
         return outcome
 
-    async def _handle(self, message: Message) -> Outcome:
-        self._last_error = ""
+    async def _handle(self, message: Message) -> tuple[Outcome, str | None]:
+        """The outcome, and the error for a message not handled (each topic's loop runs concurrently: the error
+        goes with its message, not through the worker's state)."""
         handler = self.subscriptions[message.topic]
         if message.attempts > self.max_attempts:  # the handler keeps dying with its process: do not run it again
             error = message.headers.get("error") or "its consumer died while handling it"
-            return await self._dead(message, f"delivered {message.attempts} times; last: {error}")
+            error = f"delivered {message.attempts} times; last: {error}"
+            return await self._dead(message, error), error
         try:
             outputs = await self._with_heartbeat(handler, message)
         except DeadLetter as exc:
-            self._last_error = str(exc)
-            return await self._dead(message, str(exc))
+            return await self._dead(message, str(exc)), str(exc)
         except Exception as exc:
-            error = self._last_error = f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {exc}"
             if message.attempts >= self.max_attempts:
-                return await self._dead(message, f"failed {message.attempts} times; last: {error}")
+                return await self._dead(message, f"failed {message.attempts} times; last: {error}"), error
             log.warning("%s on %s failed (attempt %d): %s", message.id, message.topic, message.attempts, error)
             await self.bus.nack(message, self.group, error)
-            return "retry"
+            return "retry", error
         if await self.bus.ack(message, self.group, publish=outputs or ()):
-            return "acked"
+            return "acked", None
         log.info("%s on %s was settled by another consumer of %s first", message.id, message.topic, self.group)
-        return "duplicate"
+        return "duplicate", None
 
     async def _with_heartbeat(self, handler: Handler, message: Message) -> Sequence[Outgoing] | None:
         """Run the handler while a heartbeat keeps its delivery; the heartbeat stops when the handler returns or

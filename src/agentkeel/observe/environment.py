@@ -18,7 +18,8 @@ from opentelemetry import metrics, trace
 
 from agentkeel.errors import ConfigError
 
-_TRUE = ("1", "true", "yes", "on")
+TRUE = ("1", "true", "yes", "on")
+"""How the variables say yes."""
 EXPORT_TIMEOUT_S = 5.0
 
 
@@ -70,7 +71,7 @@ class Telemetry:
 
 def wanted(env: Mapping[str, str]) -> bool:
     """Whether the variables ask for traces."""
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() in _TRUE:
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() in TRUE:
         return False
     exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
     endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")

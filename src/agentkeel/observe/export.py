@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -29,8 +29,7 @@ from urllib.parse import urlsplit
 from agentkeel.core.events import Event, RunStarted
 from agentkeel.errors import ConfigError, KeelError, RunNotFound
 from agentkeel.observe.ids import span_id, trace_id_of
-from agentkeel.observe.spans import AttributeValue, SpanRecord, journal_spans
-from agentkeel.redaction import Redactor, redactor
+from agentkeel.observe.spans import SpanRecord, journal_spans
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
@@ -173,55 +172,16 @@ def resource() -> Resource:
 
 def readable_spans(records: Sequence[SpanRecord], *, on: Resource | None = None) -> list[ReadableSpan]:
     """The SDK's finished spans for ``records``: their own ids (sampled, local), parents, times, attributes,
-    events and an ERROR status with its description where the record failed."""
+    events and an ERROR status with its description where the record failed; redacted (a journal read from a store
+    is redacted already, one built in memory may not be)."""
     try:
-        from opentelemetry.sdk.trace import Event as SdkEvent
-        from opentelemetry.sdk.trace import ReadableSpan
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+        import opentelemetry.sdk.trace  # noqa: F401  (the extra, asked for here so that its absence is said here)
+
+        from agentkeel.observe.sdk_spans import SpanMaker
     except ImportError as exc:
         raise ConfigError(f"exporting spans needs the OpenTelemetry SDK: {EXTRA}") from exc
-    red = redactor()  # what leaves the process is redacted, as live tracing's spans are
-    where = on if on is not None else resource()
-    scope = InstrumentationScope("agentkeel", _version())
-    sampled = TraceFlags(TraceFlags.SAMPLED)
-    kinds = {
-        "internal": SpanKind.INTERNAL,
-        "client": SpanKind.CLIENT,
-        "producer": SpanKind.PRODUCER,
-        "consumer": SpanKind.CONSUMER,
-    }
-    unset = Status(StatusCode.UNSET)
-    made: list[ReadableSpan] = []
-    for record in records:
-        context = SpanContext(record.trace_id, record.span_id, is_remote=False, trace_flags=sampled)
-        parent = (
-            None
-            if record.parent_id is None
-            else SpanContext(record.trace_id, record.parent_id, is_remote=False, trace_flags=sampled)
-        )
-        made.append(
-            ReadableSpan(
-                name=record.name,
-                context=context,
-                parent=parent,
-                resource=where,
-                attributes=_redacted(red, record.attributes),
-                events=[SdkEvent(e.name, _redacted(red, e.attributes), e.time_ns) for e in record.events],
-                kind=kinds.get(record.kind, SpanKind.INTERNAL),
-                instrumentation_scope=scope,
-                status=unset if record.error is None else Status(StatusCode.ERROR, red.text(record.error)),
-                start_time=record.start_ns,
-                end_time=record.end_ns,
-            )
-        )
-    return made
-
-
-def _redacted(red: Redactor, attributes: Mapping[str, AttributeValue]) -> dict[str, AttributeValue]:
-    """Secrets in text replaced by the marker (a journal read from a store is redacted already; one built in memory
-    may not be)."""
-    return {key: red.text(value) if isinstance(value, str) else value for key, value in attributes.items()}
+    maker = SpanMaker(on if on is not None else resource(), _version(), all_attributes=True)
+    return [maker.make(record) for record in records]
 
 
 def _version() -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -27,7 +27,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 from agentkeel.core.events import Event, RunEnded, RunPaused, RunStarted
 from agentkeel.observe.metrics import RunMetrics
 from agentkeel.observe.spans import SpanBuilder, SpanRecord
-from agentkeel.redaction import Redactor, logger, redactor
+from agentkeel.redaction import logger, redactor
 
 if TYPE_CHECKING:
     from agentkeel.stores.base import Store
@@ -153,20 +153,14 @@ class Live:
             record.name,
             context=parent,
             kind=_KINDS.get(record.kind, SpanKind.INTERNAL),
-            attributes=_redacted(red, record.attributes),
+            attributes=red.attributes(record.attributes),
             start_time=record.start_ns,
         )
         for event in record.events:
-            span.add_event(event.name, _redacted(red, event.attributes), event.time_ns)
+            span.add_event(event.name, red.attributes(event.attributes), event.time_ns)
         if record.error is not None:
             span.set_status(Status(StatusCode.ERROR, red.text(record.error)))
         span.end(end_time=record.end_ns)
-
-
-def _redacted(red: Redactor, attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """Span attributes as they may leave the process: secrets in text replaced (the journal's events in memory
-    still hold what the model saw)."""
-    return {key: red.text(value) if isinstance(value, str) else value for key, value in attributes.items()}
 
 
 class _Direct:
@@ -176,21 +170,13 @@ class _Direct:
     its exporters) get every sampled span, with its resource."""
 
     def __init__(self, processor: Any, resource: Any, sampler: Any, version: str, *, content: bool) -> None:
-        from opentelemetry.sdk.trace import Event as SdkEvent
-        from opentelemetry.sdk.trace import ReadableSpan
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+        from agentkeel.observe.sdk_spans import SpanMaker
 
         self._processor = processor
-        self._resource = resource
         self._sampler = sampler
         self._all = sampler is None or sampler.get_description().startswith("ParentBased{root:AlwaysOnSampler")
         self._decisions: dict[int, bool] = {}
-        self._scope = InstrumentationScope("agentkeel", version)
-        self._span = ReadableSpan
-        self._event = SdkEvent
-        self._unset = Status(StatusCode.UNSET)
-        self._content = content
-        """Without content, the only text a span holds is names, ids, kinds and error messages."""
+        self._maker = SpanMaker(resource, version, all_attributes=content)
 
     @classmethod
     def of(cls, provider: Any, version: str, *, content: bool) -> _Direct | None:
@@ -213,29 +199,5 @@ class _Direct:
         return decided
 
     def emit(self, record: SpanRecord) -> None:
-        if not self._sampled(record):
-            return
-        red = redactor()
-        trace_id = record.trace_id
-        parent = None
-        if record.parent_id is not None:
-            parent = SpanContext(trace_id, record.parent_id, is_remote=False, trace_flags=_SAMPLED)
-        events = tuple(
-            self._event(event.name, _redacted(red, event.attributes), event.time_ns) for event in record.events
-        )
-        attributes = _redacted(red, record.attributes) if self._content else record.attributes
-        status = self._unset if record.error is None else Status(StatusCode.ERROR, red.text(record.error))
-        span = self._span(
-            record.name,
-            context=SpanContext(trace_id, record.span_id, is_remote=False, trace_flags=_SAMPLED),
-            parent=parent,
-            resource=self._resource,
-            attributes=attributes,
-            events=events,
-            kind=_KINDS.get(record.kind, SpanKind.INTERNAL),
-            status=status,
-            start_time=record.start_ns,
-            end_time=record.end_ns,
-            instrumentation_scope=self._scope,
-        )
-        self._processor.on_end(span)
+        if self._sampled(record):
+            self._processor.on_end(self._maker.make(record))

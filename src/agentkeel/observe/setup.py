@@ -24,14 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
-from agentkeel.observe.environment import Telemetry, from_environment
+from agentkeel.observe.environment import TRUE, Telemetry, from_environment
 from agentkeel.redaction import logger
 
 if TYPE_CHECKING:
+    from agentkeel.core.events import RunStarted
     from agentkeel.observe.live import Live
+    from agentkeel.stores.base import Store
 
 log = logger("agentkeel.observe")
-_TRUE = ("1", "true", "yes", "on")
 _lock = threading.Lock()
 _explicit: Live | None = None
 _disabled = False
@@ -89,6 +90,13 @@ def current_live() -> Live | None:
     return _find(provider)
 
 
+def run_created(store: Store, first: RunStarted) -> None:
+    """A run's journal was created with ``first``: its trace starts (when runs are traced)."""
+    live = current_live()
+    if live is not None:
+        live.started(store, first)
+
+
 def _find(provider: Any) -> Live | None:
     global _cached, _env_checked
     with _lock:
@@ -107,7 +115,7 @@ def _find(provider: Any) -> Live | None:
 def _capture(setting: bool | None) -> bool:
     if setting is not None:
         return setting
-    return os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower() in _TRUE
+    return os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower() in TRUE
 
 
 def _from_environment() -> Any:

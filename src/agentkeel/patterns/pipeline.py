@@ -44,7 +44,7 @@ from agentkeel.ledger import Ledger, Reservation
 from agentkeel.models.base import Model
 from agentkeel.models.resolve import resolve_model
 from agentkeel.observe.ids import check_traceparent, current_traceparent
-from agentkeel.observe.setup import current_live
+from agentkeel.observe.setup import run_created
 from agentkeel.pricing import PriceTable, cost_of
 from agentkeel.result import RunResult
 from agentkeel.stores.base import DEFAULT_LEASE_S, CancelRequest, RunRow, Store, commit_events
@@ -152,9 +152,7 @@ class Pipeline:
         owner = new_owner()
         state = replay([first])
         await self.store.create_run(first, RunRow.of(state), owner=owner, lease_s=self.lease_s)
-        live = current_live()
-        if live is not None:
-            live.started(self.store, first)
+        run_created(self.store, first)
         return RunResult.of(await self._drive(state, owner))
 
     async def resume(self, run_id: str) -> RunResult:

@@ -58,7 +58,7 @@ class RunRow:
             agent=state.agent,
             status=state.status,
             reason=state.reason,
-            task=redactor().text(state.task)[:500],
+            task=_listed_task(state),
             model=state.model,
             steps=state.steps_completed,
             input_tokens=state.input_tokens,
@@ -69,6 +69,14 @@ class RunRow:
             parent_id=state.parent_id,
             agent_ref=state.agent_ref,
         )
+
+
+def _listed_task(state: RunState) -> str:
+    """The task as listings show it: redacted, then cut (once a run: a row is rewritten at every status change)."""
+    listed = state.memo.get("listed_task")
+    if listed is None:
+        listed = state.memo["listed_task"] = redactor().text(state.task)[:500]
+    return str(listed)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -28,22 +28,18 @@ database need synchronised clocks, and a lease far longer than their drift.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agentkeel.core.codec import decode_journal
 from agentkeel.core.events import Event, RunStarted
-from agentkeel.errors import ConfigError, Killed, LeaseLost, RunBusy, RunNotFound, StoreError
+from agentkeel.errors import Killed, LeaseLost, RunBusy, RunNotFound, StoreError
 from agentkeel.stores import postgres_sql as sql
 from agentkeel.stores.base import (
     CancelRequest,
@@ -59,12 +55,10 @@ from agentkeel.stores.base import (
 from agentkeel.stores.encoding import journal_bytes
 from agentkeel.stores.postgres_batch import Batcher, PendingAppend, append_params, columns
 from agentkeel.stores.postgres_migrations import migrate
-from agentkeel.stores.postgres_pool import Connection, ConnectionPool
+from agentkeel.stores.postgres_pool import Connection, LoopPool
+from agentkeel.stores.postgres_url import postgres_target
 
 DEFAULT_POOL_MAX = 10
-_CONNECT_TIMEOUT_S = 10
-"""libpq waits forever for an unreachable host unless told otherwise; ``?connect_timeout=`` overrides this."""
-_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 # Tool call outcomes per run and tool, from the journals of the runs a listing's filters (``{where}``) select: the
 # join walks each selected run's events by the primary key (run_id, seq) and parses the JSON of its finished calls
@@ -90,20 +84,28 @@ class PostgresStore:
         schema: str | None = None,
         pool_max: int | None = None,
     ) -> None:
-        conninfo, options = _split_url(url)
-        self.url = _masked(url)
-        self.schema = schema if schema is not None else options.get("schema")
-        if self.schema is not None and not _SCHEMA.fullmatch(self.schema):
-            raise ConfigError(
-                f"store URL {self.url}: schema {self.schema!r} must be a lowercase name of letters, digits and "
-                "underscores (e.g. ?schema=keel)"
-            )
-        self.pool_max = _pool_max(pool_max if pool_max is not None else options.get("pool_max"), self.url)
-        self._conninfo = _conninfo(conninfo, self.schema, self.url)
+        target = postgres_target(
+            url,
+            what="store",
+            application_name="agentkeel",
+            default_pool_max=DEFAULT_POOL_MAX,
+            schema=schema,
+            pool_max=pool_max,
+        )
+        self.url, self.schema, self.pool_max, self._conninfo = (
+            target.url,
+            target.schema,
+            target.pool_max,
+            target.conninfo,
+        )
         self._clock = clock
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._opening = asyncio.Lock()
-        self._pool: ConnectionPool | None = None
+        self._pool = LoopPool(
+            self._conninfo,
+            self.pool_max,
+            prepare=self._migrate,  # the schema is current before any call uses it
+            unreachable=lambda exc: f"cannot open the PostgreSQL store at {self.url}: {exc}",
+            unprepared=lambda exc: f"cannot migrate the PostgreSQL store at {self.url}: {exc}",
+        )
         self._leased: set[str] = set()  # runs this store object leased out: the runs driven through it now
         self._batcher: Batcher[PendingAppend, Signals] = Batcher(run_many=self._append_many, run_one=self._append_one)
         self._creates: Batcher[_NewRun, None] = Batcher(run_many=self._create_many, run_one=self._create_one)
@@ -111,37 +113,12 @@ class PostgresStore:
 
     # -- connections ------------------------------------------------------------------------------------------
 
-    async def _ready(self) -> ConnectionPool:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # first use, or a new event loop: a pool's connections belong to one loop
-            if self._pool is not None:
-                await self._pool.close()
-            self._loop, self._opening, self._pool = loop, asyncio.Lock(), None
-        if self._pool is None:
-            async with self._opening:
-                if self._pool is None:
-                    self._pool = await self._open()
-        return self._pool
-
-    async def _open(self) -> ConnectionPool:
-        pool = ConnectionPool(self._conninfo, self.pool_max)
-        try:
-            conn = await pool.connect()
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot open the PostgreSQL store at {self.url}: {exc}") from exc
-        try:
-            await migrate(conn, self.schema, self.url)  # the schema is current before any call uses it
-        except BaseException as exc:
-            await conn.close()
-            if isinstance(exc, psycopg.Error):
-                raise StoreError(f"cannot migrate the PostgreSQL store at {self.url}: {exc}") from exc
-            raise
-        await pool.give(conn)
-        return pool
+    async def _migrate(self, conn: Connection) -> None:
+        await migrate(conn, self.schema, self.url)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
-        pool = await self._ready()
+        pool = await self._pool.ready()
         try:
             async with pool.connection() as conn:
                 yield conn
@@ -383,9 +360,7 @@ class PostgresStore:
         return int(rows[0][0]), [_switch_of(row[1:]) for row in rows if row[1] is not None]
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        await self._pool.close()
 
 
 async def _exists(conn: Connection, run_id: str) -> bool:
@@ -393,53 +368,6 @@ async def _exists(conn: Connection, run_id: str) -> bool:
 
 
 # -- URLs -------------------------------------------------------------------------------------------------------
-
-
-def _split_url(url: str) -> tuple[str, dict[str, str]]:
-    """The libpq URL without this store's own options, and those options."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    ours = {key: value for key, value in query if key in ("schema", "pool_max")}
-    libpq = [(key, value) for key, value in query if key not in ours]
-    return urlunsplit(parts._replace(query=urlencode(libpq, quote_via=quote))), ours  # libpq reads "+" as "+"
-
-
-def _conninfo(url: str, schema: str | None, masked: str) -> str:
-    """libpq's connection string: the URL's settings, the schema as the search path, and sensible defaults."""
-    try:
-        given = conninfo_to_dict(url)
-    except psycopg.ProgrammingError as exc:
-        raise ConfigError(f"store URL {masked} is not a PostgreSQL URL libpq accepts: {exc}") from exc
-    extra: dict[str, Any] = {}
-    given.setdefault("connect_timeout", _CONNECT_TIMEOUT_S)
-    given.setdefault("application_name", "agentkeel")
-    if schema is not None:
-        extra["options"] = f"{given.get('options') or ''} -c search_path={schema}".strip()
-    return make_conninfo("", **{**given, **extra})
-
-
-def _pool_max(value: int | str | None, url: str) -> int:
-    if value is None:
-        return DEFAULT_POOL_MAX
-    if not str(value).isdigit() or int(value) < 1:
-        raise ConfigError(f"store URL {url}: pool_max must be a whole number of connections, 1 or more (e.g. 10)")
-    return int(value)
-
-
-def _masked(url: str) -> str:
-    """The URL with its password hidden, for messages."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, _, host = netloc.rpartition("@")
-        if ":" in user:
-            netloc = f"{user.partition(':')[0]}:***@{host}"
-    query = urlencode(
-        [(key, "***" if key == "password" else value) for key, value in parse_qsl(parts.query, keep_blank_values=True)],
-        quote_via=quote,
-        safe="*",
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 # -- rows -------------------------------------------------------------------------------------------------------

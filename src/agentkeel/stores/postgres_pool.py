@@ -10,12 +10,14 @@ to the idle list only if it is healthy and outside any transaction, otherwise it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
+
+from agentkeel.errors import StoreError
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
@@ -56,3 +58,61 @@ class ConnectionPool:
         self._closed = True
         while self._idle:
             await self._idle.pop().close()
+
+
+class LoopPool:
+    """A ``ConnectionPool`` for the running event loop, opened at the first call: its first connection is
+    ``prepare``d (migrations, tables) before any call uses the pool, under a lock so that concurrent first calls
+    open one pool. A new event loop (``asyncio.run`` again) gets a new pool: connections belong to one loop."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        size: int,
+        *,
+        prepare: Callable[[Connection], Awaitable[None]],
+        unreachable: Callable[[psycopg.Error], str],
+        unprepared: Callable[[psycopg.Error], str],
+    ) -> None:
+        """``unreachable`` and ``unprepared`` say, for a person, what failed: connecting, or preparing."""
+        self._conninfo = conninfo
+        self._size = size
+        self._prepare = prepare
+        self._unreachable = unreachable
+        self._unprepared = unprepared
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening = asyncio.Lock()
+        self._pool: ConnectionPool | None = None
+
+    async def ready(self) -> ConnectionPool:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # first use, or a new event loop
+            if self._pool is not None:
+                await self._pool.close()
+            self._loop, self._opening, self._pool = loop, asyncio.Lock(), None
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await self._open()
+        return self._pool
+
+    async def _open(self) -> ConnectionPool:
+        pool = ConnectionPool(self._conninfo, self._size)
+        try:
+            conn = await pool.connect()
+        except psycopg.Error as exc:
+            raise StoreError(self._unreachable(exc)) from exc
+        try:
+            await self._prepare(conn)
+        except BaseException as exc:
+            await conn.close()
+            if isinstance(exc, psycopg.Error):
+                raise StoreError(self._unprepared(exc)) from exc
+            raise
+        await pool.give(conn)
+        return pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()

@@ -4,6 +4,10 @@ The ideal wall time is 5 x 50 ms = 0.25 s whatever N is: the model latencies ove
 should hide inside them. The figure is the measured wall time and its ratio to that ideal, per store, plus the
 memory a run holds while it is parked (waiting on its model), measured with tracemalloc in a separate pass. The
 ``floor`` row is the event loop alone (the same tasks sleeping, no agent): what asyncio costs for the workload.
+
+Each store is measured in up to three set-ups, alternated round by round: ``default`` (the interpreter as it comes),
+``tune_gc`` (one process after ``agentkeel.tune_gc()``, as ``keel bus work`` runs) and ``2 processes`` (the runs
+split between two tuned processes on the same store, started together: what the machine's second core adds).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import argparse
 import asyncio
 import gc
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -22,7 +27,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from agentkeel import Agent, MemoryStore, ModelRequest, ModelResponse, SQLiteStore, Store, call, open_store, reply, tool
+from agentkeel import (
+    Agent,
+    MemoryStore,
+    ModelRequest,
+    ModelResponse,
+    SQLiteStore,
+    Store,
+    call,
+    open_store,
+    reply,
+    restore_gc,
+    tool,
+    tune_gc,
+)
 from bench.report import machine, source
 
 STEPS = 5
@@ -30,6 +48,8 @@ LATENCY_S = 0.05
 IDEAL_S = STEPS * LATENCY_S
 TARGETS = {"memory": 1.3, "sqlite": 2.0, "postgres": 2.0}
 PARKED_KB_TARGET = 10.0
+SETUPS = ("default", "tune_gc", "2 processes")
+PROCESSES = 2
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -66,32 +86,104 @@ class SlowModel:
         return reply("All shipped.")
 
 
+def store_url(kind: str, tmp: Path) -> str:
+    """Where a fresh store of the kind lives (PostgreSQL: a fresh schema, dropped by ``drop_schema``)."""
+    if kind == "memory":
+        return "memory://"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp / f'{uuid.uuid4().hex}.db'}"
+    url = os.environ.get("KEEL_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}schema=bench_{uuid.uuid4().hex[:8]}"
+
+
 def make_store(kind: str, tmp: Path) -> Store:
     """A fresh store of the kind (PostgreSQL: a fresh schema, dropped by ``drop_schema``)."""
     if kind == "memory":
         return MemoryStore()
     if kind == "sqlite":
         return SQLiteStore(tmp / f"{uuid.uuid4().hex}.db")
-    url = os.environ.get("KEEL_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-    separator = "&" if "?" in url else "?"
-    return open_store(f"{url}{separator}schema=bench_{uuid.uuid4().hex[:8]}")
+    return open_store(store_url(kind, tmp))
 
 
-async def wall_time(kind: str, runs: int, tmp: Path) -> float:
-    store = make_store(kind, tmp)
-    agent = Agent(name="many", model=SlowModel(LATENCY_S), tools=[lookup_order], store=store)
-    try:
-        started = time.perf_counter()
-        results = await asyncio.gather(*(agent.run(f"task {n}") for n in range(runs)))
-        elapsed = time.perf_counter() - started
-    finally:
-        await store.close()
-        if kind == "postgres":
-            await drop_schema(store)
+async def drive_runs(agent: Agent, runs: int, label: str = "") -> tuple[float, float]:
+    """Start ``runs`` runs together; when they started and ended (``time.monotonic``, comparable across processes)."""
+    started = time.monotonic()
+    results = await asyncio.gather(*(agent.run(f"task {label}{n}") for n in range(runs)))
+    ended = time.monotonic()
     bad = [r for r in results if r.status != "completed" or r.steps != STEPS]
     if bad:
         raise RuntimeError(f"{len(bad)} of {runs} runs did not complete in {STEPS} steps: {bad[0]}")
-    return elapsed
+    return started, ended
+
+
+async def wall_time(kind: str, runs: int, tmp: Path, *, tuned: bool = False) -> float:
+    store = make_store(kind, tmp)
+    agent = Agent(name="many", model=SlowModel(LATENCY_S), tools=[lookup_order], store=store)
+    replaced = tune_gc() if tuned else None
+    try:
+        started, ended = await drive_runs(agent, runs)
+    finally:
+        if replaced is not None:
+            restore_gc(replaced)
+        await store.close()
+        if kind == "postgres":
+            await drop_schema(store)
+    return ended - started
+
+
+def processes_wall_time(kind: str, runs: int, tmp: Path, processes: int = PROCESSES) -> float:
+    """``runs`` runs split between ``processes`` tuned processes on one store, started together: the wall time from
+    the first start to the last end."""
+    url = store_url(kind, tmp)
+    if kind != "memory":  # created (and migrated) once, before the processes share it
+        asyncio.run(_touch(url))
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(processes)
+    spans = context.Queue()
+    children = [
+        context.Process(target=_share_of_runs, args=(url, runs // processes, f"{n}-", barrier, spans))
+        for n in range(processes)
+    ]
+    try:
+        for child in children:
+            child.start()
+        got = [spans.get(timeout=120) for _ in children]
+    finally:
+        for child in children:
+            child.join(timeout=30)
+        if kind == "postgres":
+            asyncio.run(drop_schema(open_store(url)))
+    failed = [span for span in got if isinstance(span, str)]
+    if failed:
+        raise RuntimeError(f"a process failed: {failed[0]}")
+    return max(end for _, end in got) - min(start for start, _ in got)
+
+
+async def _touch(url: str) -> None:
+    store = open_store(url)
+    try:
+        await store.list_runs(limit=1)
+    finally:
+        await store.close()
+
+
+def _share_of_runs(url: str, runs: int, label: str, barrier: Any, spans: Any) -> None:
+    async def share() -> tuple[float, float]:
+        store = MemoryStore() if url == "memory://" else open_store(url)
+        agent = Agent(name="many", model=SlowModel(LATENCY_S), tools=[lookup_order], store=store)
+        await store.list_runs(limit=1)  # connected before the clock starts
+        tune_gc()
+        barrier.wait()
+        try:
+            return await drive_runs(agent, runs, label)
+        finally:
+            await store.close()
+
+    try:
+        spans.put(asyncio.run(share()))
+    except BaseException as exc:  # the parent reports it
+        spans.put(f"{type(exc).__name__}: {exc}")
 
 
 async def floor_time(runs: int) -> float:
@@ -150,36 +242,50 @@ def measure(kinds: list[str], runs_list: list[int], repeats: int) -> dict[str, A
             )
             print(f"  {'floor':8} {runs:>6,} runs: {floor:.3f} s ({floor / IDEAL_S:.2f}x ideal)", file=sys.stderr)
             for kind in kinds:
-                samples = []
-                for _ in range(repeats):
-                    gc.collect()
-                    samples.append(asyncio.run(wall_time(kind, runs, tmp)))
-                median = statistics.median(samples)
-                figures.append(
-                    {
-                        "store": kind,
-                        "runs": runs,
-                        "wall_s": median,
-                        "samples": samples,
-                        "x_ideal": median / IDEAL_S,
-                        "target": TARGETS[kind] if runs == 1000 else None,
-                    }
-                )
-                print(f"  {kind:8} {runs:>6,} runs: {median:.3f} s ({median / IDEAL_S:.2f}x ideal)", file=sys.stderr)
+                setups = [s for s in SETUPS if s != "2 processes" or runs <= 1000]
+                samples: dict[str, list[float]] = {setup: [] for setup in setups}
+                for _ in range(repeats):  # the set-ups alternate, so that drift on a shared machine hits each alike
+                    for setup in setups:
+                        gc.collect()
+                        samples[setup].append(one_sample(kind, setup, runs, tmp))
+                for setup in setups:
+                    median = statistics.median(samples[setup])
+                    figures.append(
+                        {
+                            "store": kind,
+                            "setup": setup,
+                            "runs": runs,
+                            "wall_s": median,
+                            "samples": samples[setup],
+                            "x_ideal": median / IDEAL_S,
+                            "target": TARGETS[kind] if runs == 1000 else None,
+                        }
+                    )
+                    print(
+                        f"  {kind:8} {setup:12} {runs:>6,} runs: {median:.3f} s ({median / IDEAL_S:.2f}x ideal)",
+                        file=sys.stderr,
+                    )
     parked = asyncio.run(parked_bytes(1000))
     return {"figures": figures, "parked_bytes_per_run": parked}
+
+
+def one_sample(kind: str, setup: str, runs: int, tmp: Path) -> float:
+    if setup == "2 processes":
+        return processes_wall_time(kind, runs, tmp)
+    return asyncio.run(wall_time(kind, runs, tmp, tuned=setup == "tune_gc"))
 
 
 def render(result: dict[str, Any]) -> str:
     lines = [
         f"{STEPS} steps a run, {LATENCY_S * 1000:.0f} ms a model turn: ideal wall time {IDEAL_S:.2f} s",
-        f"{'store':10}{'runs':>8}{'wall s':>10}{'x ideal':>10}  target",
+        f"{'store':10}{'set-up':13}{'runs':>8}{'wall s':>10}{'x ideal':>10}  target",
     ]
     for figure in result["figures"]:
         target = figure.get("target")
         verdict = "" if target is None else f"≤ {target}x {'PASS' if figure['x_ideal'] <= target else 'MISS'}"
         lines.append(
-            f"{figure['store']:10}{figure['runs']:>8,}{figure['wall_s']:>10.3f}{figure['x_ideal']:>10.2f}  {verdict}"
+            f"{figure['store']:10}{figure.get('setup', ''):13}{figure['runs']:>8,}{figure['wall_s']:>10.3f}"
+            f"{figure['x_ideal']:>10.2f}  {verdict}"
         )
     kb = result["parked_bytes_per_run"] / 1024
     verdict = "PASS" if kb <= PARKED_KB_TARGET else "MISS"

@@ -7,7 +7,8 @@ temporary file and ``PostgresStore`` in a schema of its own (skipped when no ser
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+import gc
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,16 @@ from agentkeel import (
     Tool,
 )
 from agentkeel.models.scripted import Script
+
+
+@pytest.fixture(autouse=True)
+def _collector_settings_restored() -> Iterator[None]:
+    """A test that tunes the garbage collector (``keel bus work`` does) leaves the suite's settings as they were."""
+    thresholds = gc.get_threshold()
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 class ManualClock:

@@ -34,6 +34,7 @@ from agentkeel.errors import (
     ToolError,
 )
 from agentkeel.gates import Rule, deny, require_approval
+from agentkeel.gc_tuning import restore_gc, tune_gc
 from agentkeel.models.base import Model
 from agentkeel.models.scripted import ScriptedModel, call, calls, reply
 from agentkeel.patterns.pipeline import Pipeline, PipelineContext, StepFailed
@@ -100,6 +101,8 @@ __all__ = [
     "reply",
     "require_approval",
     "resolve_call",
+    "restore_gc",
     "revive",
     "tool",
+    "tune_gc",
 ]

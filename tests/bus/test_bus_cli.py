@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from typer.testing import CliRunner, Result
 
 from agentkeel.bus import SQLiteBus
 from agentkeel.cli.app import app
+from agentkeel.gc_tuning import YOUNG_THRESHOLD
 
 
 def keel(*args: str) -> Result:
@@ -93,6 +95,7 @@ def test_publish_then_work_runs_the_chain_from_the_command_line(
     assert served.exit_code == 0, served.output
     assert "serving research.requested → researcher → research.done" in served.output
     assert "handled 4 message(s)" in served.output
+    assert gc.get_threshold()[0] == YOUNG_THRESHOLD  # a server tunes the collector for its many runs
 
     async def final() -> list[Any]:
         bus = SQLiteBus(tmp_path / "chain.db")

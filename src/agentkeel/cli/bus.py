@@ -21,6 +21,7 @@ from agentkeel.cli.exits import UsageProblem
 from agentkeel.cli.load import load_routes
 from agentkeel.cli.render import Output, plural
 from agentkeel.cli.since import EXAMPLES, parse_since
+from agentkeel.gc_tuning import tune_gc
 from agentkeel.redaction import redactor
 
 BusOption = Annotated[
@@ -156,6 +157,7 @@ def work_command(
         opened = open_bus(bus)
         try:
             workers = route_workers(opened, loaded)
+            tune_gc()  # a server: everything is loaded, the runs come next (see gc_tuning.py)
             if not out.as_json:
                 for route in loaded:
                     reply = f" → {route.reply}" if route.reply else ""

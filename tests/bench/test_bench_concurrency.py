@@ -1,0 +1,31 @@
+"""``python -m bench.concurrency`` end to end on a small count: every store and set-up measured, every run completed
+(timings not checked: they are the benchmark's business, not the suite's)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_concurrency_bench_measures_every_set_up_including_two_processes(tmp_path: Path) -> None:
+    out = tmp_path / "concurrency.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.concurrency", "--stores", "memory,sqlite", "--runs", "40", "--repeats", "1"]
+        + ["--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())["figures"]
+    measured = {(f["store"], f.get("setup")) for f in figures}
+    assert measured == {("floor", None)} | {
+        (store, setup) for store in ("memory", "sqlite") for setup in ("default", "tune_gc", "2 processes")
+    }
+    assert all(f["wall_s"] >= 0.25 for f in figures)  # 5 turns of 50 ms: nothing can finish sooner
+    assert "sqlite    2 processes" in done.stdout

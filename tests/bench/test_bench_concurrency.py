@@ -13,9 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_concurrency_bench_measures_every_set_up_including_two_processes(tmp_path: Path) -> None:
     out = tmp_path / "concurrency.json"
+    command = ["-m", "bench.concurrency", "--stores", "memory,sqlite", "--runs", "40", "--repeats", "1", "--out"]
     done = subprocess.run(
-        [sys.executable, "-m", "bench.concurrency", "--stores", "memory,sqlite", "--runs", "40", "--repeats", "1"]
-        + ["--out", str(out)],
+        [sys.executable, *command, str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,

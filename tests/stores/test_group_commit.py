@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
-from agentkeel import Agent, LeaseLost, ModelRequest, ModelResponse, ScriptedModel, SQLiteStore, call, reply, tool
+from agentkeel import (
+    Agent,
+    LeaseLost,
+    ModelRequest,
+    ModelResponse,
+    ScriptedModel,
+    SQLiteStore,
+    StoreError,
+    call,
+    reply,
+    tool,
+)
 from agentkeel.core.events import NoteWritten, RunStarted
 from agentkeel.core.state import RunState, replay
 from agentkeel.stores.base import NO_SIGNALS, RunRow
@@ -126,4 +139,37 @@ async def test_two_appends_of_one_run_in_a_batch_chain_and_a_missing_run_is_name
     assert isinstance(outcomes[2], LeaseLost)
     assert type(outcomes[3]).__name__ == "RunNotFound"
     assert [e.kind for e in await store.load("r1")] == ["run_started", "note_written", "note_written"]
+    await store.close()
+
+
+async def test_a_write_waits_for_another_process_s_lock_while_the_loop_runs_on(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "keel.db", busy_timeout_s=5.0)
+    state = await create(store, "r1", "me")
+    other = sqlite3.connect(tmp_path / "keel.db", isolation_level=None)  # another process, as far as SQLite knows
+    other.execute("BEGIN IMMEDIATE")
+    append = asyncio.create_task(store.append("r1", "me", state.last_seq, [note(1)], None))
+    longest, last = 0.0, time.monotonic()
+    for _ in range(50):  # the loop keeps turning: the write waits on a timer, not inside the database driver
+        await asyncio.sleep(0)
+        longest, last = max(longest, time.monotonic() - last), time.monotonic()
+    assert not append.done()
+    assert longest < 2.5  # a loop stalled in the driver's busy wait would show a turn of the whole 5 s
+    other.execute("COMMIT")
+    await append
+    assert [e.kind for e in await store.load("r1")] == ["run_started", "note_written"]
+    other.close()
+    await store.close()
+
+
+async def test_a_lock_held_past_the_busy_timeout_fails_the_write_and_the_store_goes_on(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "keel.db", busy_timeout_s=0.05)
+    state = await create(store, "r1", "me")
+    other = sqlite3.connect(tmp_path / "keel.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StoreError, match=r"another process held the store's write lock for 0\.05 s"):
+        await store.append("r1", "me", state.last_seq, [note(1)], None)
+    other.execute("COMMIT")
+    await store.append("r1", "me", state.last_seq, [note(2)], None)  # nothing of the failed write was stored
+    assert [e.value for e in await store.load("r1") if isinstance(e, NoteWritten)] == ["2"]
+    other.close()
     await store.close()

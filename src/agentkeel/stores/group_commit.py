@@ -10,6 +10,11 @@ of a function, and the flush hands all the items queued for one ``run_many`` to 
 check and write them with a statement or two for the whole batch rather than a few statements each. Writes of
 different runs are independent, so the flush may group them out of their queue order.
 
+Another process may hold the store's write lock (several processes share a SQLite file). ``begin`` then raises
+``Busy`` at once instead of waiting inside the database driver, which would stall the event loop and every run on
+it: the batch goes back to the head of the queue and is tried again a moment later (0.5 ms, doubling up to 8 ms),
+while the loop runs on and more writes join the batch. After ``busy_timeout_s`` of that, the batch fails.
+
 The rule for writes: check, then change. A write refuses (raises a ``KeelError``: a lost lease, a busy run; a
 batched one returns the ``KeelError`` in its item's place) only before its first change, so a refusal needs no
 rollback and the rest of the batch commits. Any other
@@ -19,6 +24,7 @@ error (the disk, the database) fails the whole batch, and every writer in it lea
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -30,12 +36,24 @@ T = TypeVar("T")
 Item = TypeVar("Item")
 
 
+BUSY_RETRY_S = (0.0005, 0.001, 0.002, 0.004, 0.008)
+"""How long a batch waits before trying the write lock again, after each refusal in a row (the last one repeats)."""
+
+
+class Busy(Exception):
+    """``Transaction.begin``: another process holds the write lock now; nothing was begun."""
+
+
 class Transaction(Protocol[Conn_co]):
-    """``begin`` a batch, then ``commit`` it (or ``rollback`` if a write or the commit fails)."""
+    """``begin`` a batch (or raise ``Busy``), then ``commit`` it (or ``rollback`` if a write or the commit fails)."""
 
     def begin(self) -> Conn_co: ...
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
+
+
+_Queued = tuple[Callable[[Conn, list[Any]], list[Any]], Any, "asyncio.Future[Any]"]
+"""A queued write: its batch function, its item, the future its writer awaits."""
 
 
 class GroupCommit(Generic[Conn]):
@@ -45,12 +63,16 @@ class GroupCommit(Generic[Conn]):
         *,
         wrap_error: Callable[[BaseException], BaseException],
         alone: Callable[[], bool] = lambda: False,
+        busy_timeout_s: float = 30.0,
     ) -> None:
         self._tx = transaction
+        self._busy_timeout_s = busy_timeout_s
+        self._busy_since: float | None = None  # when the write lock first refused the batch now waiting for it
+        self._busy_tries = 0
         self._wrap_error = wrap_error
         self._alone = alone
         """Whether no other run could share a commit now: then a write commits at once, without waiting a turn."""
-        self._queue: list[tuple[Callable[[Conn, list[Any]], list[Any]], Any, asyncio.Future[Any]]] = []
+        self._queue: list[_Queued[Conn]] = []
         self._scheduled: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.batches = 0
@@ -72,7 +94,7 @@ class GroupCommit(Generic[Conn]):
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((run_many, item, future))
         if len(self._queue) == 1 and self._alone():
-            self._flush()  # the future is settled: awaiting it below does not suspend
+            self._flush()  # the future is settled (unless the lock is busy): awaiting it below does not suspend
         elif self._scheduled is not loop:  # none scheduled on this loop (or one on a loop that is gone)
             self._scheduled = loop
             loop.call_soon(self._flush)
@@ -102,6 +124,14 @@ class GroupCommit(Generic[Conn]):
         outcomes: list[Any] = [None] * len(batch)
         try:
             conn = self._tx.begin()
+        except Busy as busy:
+            self._wait_for_lock(batch, busy)
+            return
+        except Exception as exc:
+            self._fail(batch, exc)
+            return
+        self._busy_since, self._busy_tries = None, 0
+        try:
             for run_many, indexes in kinds.items():
                 values = run_many(conn, [batch[index][1] for index in indexes])
                 for index, value in zip(indexes, values, strict=True):
@@ -109,9 +139,7 @@ class GroupCommit(Generic[Conn]):
             self._tx.commit()
         except Exception as exc:  # nothing of the batch is durable: every writer learns it
             self._tx.rollback()
-            error = self._wrap_error(exc)
-            for _, _, future in batch:
-                _settle(future, None, error)
+            self._fail(batch, exc)
             return
         self.batches += 1
         self.writes += len(batch)
@@ -120,6 +148,31 @@ class GroupCommit(Generic[Conn]):
                 _settle(future, None, value)
             else:
                 _settle(future, value, None)
+
+    def _wait_for_lock(self, batch: list[_Queued[Conn]], busy: Busy) -> None:
+        """The batch goes back to the head of the queue and tries again shortly; the loop runs on meanwhile."""
+        now = time.monotonic()
+        if self._busy_since is None:
+            self._busy_since = now
+        if now - self._busy_since >= self._busy_timeout_s:
+            self._busy_since, self._busy_tries = None, 0
+            error = StoreError(
+                f"another process held the store's write lock for {self._busy_timeout_s:g} s ({busy}): a long "
+                "transaction or a stuck process; nothing of this write was stored"
+            )
+            self._fail(batch, error)
+            return
+        self._queue[:0] = batch
+        delay = BUSY_RETRY_S[min(self._busy_tries, len(BUSY_RETRY_S) - 1)]
+        self._busy_tries += 1
+        loop = asyncio.get_running_loop()
+        self._scheduled = loop  # writes queued meanwhile wait for this retry rather than scheduling their own
+        loop.call_later(delay, self._flush)
+
+    def _fail(self, batch: list[_Queued[Conn]], exc: BaseException) -> None:
+        error = self._wrap_error(exc)
+        for _, _, future in batch:
+            _settle(future, None, error)
 
 
 def _each(conn: Any, writes: list[Callable[[Any], Any]]) -> list[Any]:

@@ -19,7 +19,7 @@ from agentkeel.core.codec import decode_journal
 from agentkeel.core.events import Event, RunStarted
 from agentkeel.errors import KeelError, RunBusy, RunNotFound, StoreError
 from agentkeel.stores.base import CancelRequest, Lease, RunRow, Signals, Switch, ToolCounts, run_filters
-from agentkeel.stores.group_commit import GroupCommit
+from agentkeel.stores.group_commit import Busy, GroupCommit
 from agentkeel.stores.migrations import MIGRATIONS
 from agentkeel.stores.sqlite_batch import (
     RUN_COLUMNS,
@@ -69,7 +69,16 @@ GROUP BY run_id, tool"""
 class SQLiteStore:
     """Journals in a SQLite file."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "full", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "full",
+        busy_timeout_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``busy_timeout_s``: how long a write waits for the file's write lock while another process holds it
+        (the event loop runs on meanwhile) before it fails."""
         if synchronous.lower() not in _SYNC_MODES:
             raise StoreError(f"synchronous={synchronous!r} is not a SQLite mode: use one of {', '.join(_SYNC_MODES)}")
         self.path = Path(path)
@@ -79,16 +88,18 @@ class SQLiteStore:
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            self._db.execute("PRAGMA busy_timeout=30000")
             self._migrate()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the SQLite store at {path}: {exc}") from exc
         self._leased: set[str] = set()  # runs this store object leased out: the runs driven through it now
         self._group: GroupCommit[sqlite3.Connection] = GroupCommit(
-            _Transaction(self._db, self._lock), wrap_error=self._wrap_error, alone=lambda: len(self._leased) <= 1
+            _Transaction(self._db, self._lock, round(busy_timeout_s * 1000)),
+            wrap_error=self._wrap_error,
+            alone=lambda: len(self._leased) <= 1,
+            busy_timeout_s=busy_timeout_s,
         )
 
     def _wrap_error(self, exc: BaseException) -> BaseException:
@@ -285,18 +296,38 @@ class SQLiteStore:
 
 
 class _Transaction:
-    """One group-commit batch on the store's connection, holding its lock from begin to commit or rollback."""
+    """One group-commit batch on the store's connection, holding its lock from begin to commit or rollback.
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
+    ``begin`` asks for the file's write lock without waiting (``Busy`` if another process holds it: the group
+    commit tries again shortly while the event loop runs on); the connection's other statements keep the
+    store's busy timeout.
+    """
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock, busy_timeout_ms: int) -> None:
         self._db = db
         self._lock = lock
         self._holding = False
+        self._wait = f"PRAGMA busy_timeout={busy_timeout_ms}"
 
     def begin(self) -> sqlite3.Connection:
         self._lock.acquire()
+        db = self._db
+        try:
+            db.execute("PRAGMA busy_timeout=0")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            finally:
+                db.execute(self._wait)
+        except sqlite3.OperationalError as exc:
+            self._lock.release()
+            if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+                raise Busy(str(exc)) from exc
+            raise
+        except BaseException:
+            self._lock.release()
+            raise
         self._holding = True
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
+        return db
 
     def commit(self) -> None:
         self._db.execute("COMMIT")

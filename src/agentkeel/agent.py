@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import os
 import secrets
@@ -21,7 +22,7 @@ from agentkeel.engine.driver import Driver
 from agentkeel.engine.lease_keeper import LeaseKeeper
 from agentkeel.engine.operator import approve_call, reject_call
 from agentkeel.engine.rollback import check_policy, rollback_event
-from agentkeel.errors import ConfigError, JournalError, ResolveError, RunBusy
+from agentkeel.errors import ConfigError, JournalError, ResolveError, RunBusy, RunIdTaken
 from agentkeel.gates import Rule, check_rules
 from agentkeel.ledger import Ledger
 from agentkeel.models.base import Model
@@ -233,11 +234,10 @@ class Agent:
         parent_ledger: Ledger | None = None,
         trace_parent: str | None = None,
     ) -> RunResult:
-        run_id = run_id or new_run_id()
         owner = new_owner()
         first = RunStarted(
             at=time.time(),
-            run_id=run_id,
+            run_id=run_id or new_run_id(),
             agent=self.name,
             task=task,
             model=self.model.name,
@@ -253,9 +253,7 @@ class Agent:
             parent_id=parent_id,
             trace_parent=trace_parent or current_traceparent(),
         )
-        state = replay([first])
-        await self.store.create_run(first, RunRow.of(state), owner=owner, lease_s=self.lease_s)
-        run_created(self.store, first)
+        state = await create_new_run(self.store, first, owner=owner, lease_s=self.lease_s, chosen=run_id is not None)
         return RunResult.of(await self._driver(state, owner, deps, parent_ledger=parent_ledger).drive())
 
     async def start_child(
@@ -433,8 +431,30 @@ def _index_tools(agent: str, tools: Sequence[Tool]) -> dict[str, Tool]:
 
 
 def new_run_id() -> str:
-    """Sortable by creation time, unique across processes: 11 hex digits of milliseconds, 6 random."""
-    return f"{int(time.time() * 1000):011x}{secrets.token_hex(3)}"
+    """Sortable by creation time: 11 hex digits of milliseconds, then 8 random ones (32 bits: runs started in the
+    same millisecond, in any process, rarely draw the same; ``create_new_run`` draws again when they do)."""
+    return f"{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
+
+
+ID_DRAWS = 5
+"""How many ids ``create_new_run`` draws for a run before it gives up (each a 2^-32 chance of a collision)."""
+
+
+async def create_new_run(store: Store, first: RunStarted, *, owner: str, lease_s: float, chosen: bool) -> RunState:
+    """Create the run ``first`` starts, and return its state. An id drawn by ``new_run_id`` (not ``chosen`` by the
+    caller) that the store already holds is drawn again; a chosen one is the caller's to change (``RunIdTaken``)."""
+    for draw in range(1, ID_DRAWS + 1):
+        state = replay([first])
+        try:
+            await store.create_run(first, RunRow.of(state), owner=owner, lease_s=lease_s)
+        except RunIdTaken:
+            if chosen or draw == ID_DRAWS:
+                raise
+            first = dataclasses.replace(first, run_id=new_run_id())
+            continue
+        run_created(store, first)
+        return state
+    raise AssertionError("unreachable: the last draw returns or raises")
 
 
 def new_owner() -> str:

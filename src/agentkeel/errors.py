@@ -128,3 +128,12 @@ class Killed(KeelError):
 
 class StoreError(KeelError):
     """The store cannot be opened or used."""
+
+
+class RunIdTaken(StoreError):
+    """``create_run``: the store already holds a run with this id (nothing was written)."""
+
+    def __init__(self, run_id: str, url: str) -> None:
+        super().__init__(f"a run with id {run_id!r} already exists in {url}")
+        self.run_id = run_id
+        self.url = url

@@ -116,7 +116,7 @@ async def test_new_runs_share_a_transaction_and_a_taken_id_is_refused_alone(tmp_
     outcomes = await asyncio.gather(
         *(create(store, run_id, "b") for run_id in ("n1", "taken", "n2", "n2")), return_exceptions=True
     )
-    assert [type(outcome).__name__ for outcome in outcomes] == ["RunState", "StoreError", "RunState", "StoreError"]
+    assert [type(outcome).__name__ for outcome in outcomes] == ["RunState", "RunIdTaken", "RunState", "RunIdTaken"]
     assert store._group.batches == batches + 1  # one transaction for all four
     assert len(await store.load("n1")) == len(await store.load("n2")) == 1
     assert (await store.load("taken"))[0].run_id == "taken"

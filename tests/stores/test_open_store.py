@@ -48,6 +48,22 @@ async def test_the_synchronous_option(sqlite_path: Path, query: str, value: int)
         await store.close()
 
 
+@pytest.mark.parametrize(("query", "ms"), [("?busy_timeout=2.5", 2500), ("", 30000)])
+async def test_the_busy_timeout_option(sqlite_path: Path, query: str, ms: int) -> None:
+    store = open_store(f"sqlite:///{sqlite_path}{query}")
+    try:
+        assert store._db.execute("PRAGMA busy_timeout").fetchone() == (ms,)  # type: ignore[attr-defined]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("given", ["0", "-1", "soon", "inf", "nan"])
+def test_a_bad_busy_timeout_is_a_config_error(sqlite_path: Path, given: str) -> None:
+    with pytest.raises(ConfigError, match=r"busy_timeout is a number of seconds above 0, e\.g\. .*busy_timeout=60"):
+        open_store(f"sqlite:///{sqlite_path}?busy_timeout={given}")
+    assert not sqlite_path.exists()
+
+
 def test_the_default_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KEEL_STORE", raising=False)
     assert default_store_url() == DEFAULT_STORE_URL == "sqlite:///.keel/keel.db"
@@ -57,7 +73,7 @@ def test_the_default_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_an_unknown_option_is_refused_with_the_known_ones(sqlite_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown option\\(s\\) journal, timeout; known: synchronous"):
+    with pytest.raises(ConfigError, match="unknown option\\(s\\) journal, timeout; known: busy_timeout, synchronous"):
         open_store(f"sqlite:///{sqlite_path}?timeout=5&journal=wal")
     assert not sqlite_path.exists()
 

@@ -418,7 +418,7 @@ async def test_runs_started_together_share_a_statement_and_a_taken_id_fails_alon
         outcomes = await asyncio.gather(
             *(create(store, run_id, "b") for run_id in ("n1", "taken", "n2", "n3")), return_exceptions=True
         )
-        assert [type(outcome).__name__ for outcome in outcomes] == ["RunState", "StoreError", "RunState", "RunState"]
+        assert [type(outcome).__name__ for outcome in outcomes] == ["RunState", "RunIdTaken", "RunState", "RunState"]
         assert "already exists" in str(outcomes[1])
         assert store._creates.batches == batches  # the batch failed as a whole, then each went alone
         for run_id in ("n1", "n2", "n3"):

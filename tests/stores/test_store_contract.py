@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentkeel import LeaseLost, ModelResponse, RunBusy, RunNotFound, Store, StoreError, ToolCall, Usage
+from agentkeel import LeaseLost, ModelResponse, RunBusy, RunIdTaken, RunNotFound, Store, ToolCall, Usage
 from agentkeel.core.events import (
     Event,
     ModelResponded,
@@ -54,7 +54,7 @@ async def test_a_new_run_holds_its_first_event_and_row(store: Store) -> None:
 
 async def test_a_run_id_is_created_once(store: Store) -> None:
     await create(store)
-    with pytest.raises(StoreError, match="already exists"):
+    with pytest.raises(RunIdTaken, match="already exists"):
         await create(store, owner="b")
     assert len(await store.load("r1")) == 1
 

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
-from agentkeel.agent import new_owner, new_run_id
+from agentkeel.agent import create_new_run, new_owner, new_run_id
 from agentkeel.core.budget import Budget, Exceeded, Spend
 from agentkeel.core.events import Event, RunEnded, RunResumed, RunStarted, StepFinished
 from agentkeel.core.messages import ModelRequest, ModelResponse, UserMessage
@@ -44,10 +44,9 @@ from agentkeel.ledger import Ledger, Reservation
 from agentkeel.models.base import Model
 from agentkeel.models.resolve import resolve_model
 from agentkeel.observe.ids import check_traceparent, current_traceparent
-from agentkeel.observe.setup import run_created
 from agentkeel.pricing import PriceTable, cost_of
 from agentkeel.result import RunResult
-from agentkeel.stores.base import DEFAULT_LEASE_S, CancelRequest, RunRow, Store, commit_events
+from agentkeel.stores.base import DEFAULT_LEASE_S, CancelRequest, Store, commit_events
 from agentkeel.stores.open import open_store
 from agentkeel.tools.tool import RetryPolicy
 
@@ -141,7 +140,7 @@ class Pipeline:
             raise ConfigError(f"pipeline {self.name!r}: its input must be JSON values: {exc}") from exc
         first = RunStarted(
             at=time.time(),
-            run_id=run_id or new_run_id(),
+            run_id=run_id or new_run_id(),  # drawn again by create_new_run if taken
             agent=self.name,
             task=task,
             model=self.model.name,
@@ -150,9 +149,7 @@ class Pipeline:
             trace_parent=trace_parent or current_traceparent(),
         )
         owner = new_owner()
-        state = replay([first])
-        await self.store.create_run(first, RunRow.of(state), owner=owner, lease_s=self.lease_s)
-        run_created(self.store, first)
+        state = await create_new_run(self.store, first, owner=owner, lease_s=self.lease_s, chosen=run_id is not None)
         return RunResult.of(await self._drive(state, owner))
 
     async def resume(self, run_id: str) -> RunResult:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from agentkeel.core.events import TERMINAL_STATUSES, Event, RunStarted
-from agentkeel.errors import Killed, LeaseLost, RunBusy, RunNotFound, StoreError
+from agentkeel.errors import Killed, LeaseLost, RunBusy, RunIdTaken, RunNotFound
 from agentkeel.stores.base import (
     CancelRequest,
     Lease,
@@ -35,7 +35,7 @@ class MemoryStore:
 
     async def create_run(self, first: RunStarted, row: RunRow, *, owner: str, lease_s: float) -> None:
         if first.run_id in self._journals:
-            raise StoreError(f"a run with id {first.run_id!r} already exists in {self.url}")
+            raise RunIdTaken(first.run_id, self.url)
         stop = blocking_switch(self._switches.values(), row.agent)
         if stop is not None:
             raise Killed(stop, row.agent)

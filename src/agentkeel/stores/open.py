@@ -22,6 +22,20 @@ def default_store_url() -> str:
     return os.environ.get("KEEL_STORE") or DEFAULT_STORE_URL
 
 
+def _busy_timeout(url: str, options: dict[str, str]) -> float:
+    """``?busy_timeout=SECONDS``: how long a write waits for another process's write lock (default 30)."""
+    given = options.get("busy_timeout", "30")
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(
+            f"store URL {url!r}: busy_timeout is a number of seconds above 0, e.g. {DEFAULT_STORE_URL}?busy_timeout=60"
+        )
+    return seconds
+
+
 def open_store(url: str | None = None) -> Store:
     """Open the store a URL names (the default store when ``url`` is None)."""
     url = url or default_store_url()
@@ -39,15 +53,19 @@ def open_store(url: str | None = None) -> Store:
         if not path:
             raise ConfigError(f"store URL {url!r} names no file: use e.g. {DEFAULT_STORE_URL}")
         options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-        unknown = set(options) - {"synchronous"}
+        unknown = set(options) - {"synchronous", "busy_timeout"}
         if unknown:
-            raise ConfigError(f"store URL {url!r}: unknown option(s) {', '.join(sorted(unknown))}; known: synchronous")
+            raise ConfigError(
+                f"store URL {url!r}: unknown option(s) {', '.join(sorted(unknown))}; known: busy_timeout, synchronous"
+            )
         if options.get("synchronous", "full").lower() not in ("off", "normal", "full", "extra"):
             raise ConfigError(
                 f"store URL {url!r}: synchronous must be off, normal, full or extra (e.g. {DEFAULT_STORE_URL}"
                 "?synchronous=normal)"
             )
-        return SQLiteStore(path, synchronous=options.get("synchronous", "full"))
+        return SQLiteStore(
+            path, synchronous=options.get("synchronous", "full"), busy_timeout_s=_busy_timeout(url, options)
+        )
     if scheme in ("postgres", "postgresql"):
         try:
             from agentkeel.stores.postgres import PostgresStore  # psycopg is an optional dependency

@@ -39,7 +39,7 @@ import psycopg
 
 from agentkeel.core.codec import decode_journal
 from agentkeel.core.events import Event, RunStarted
-from agentkeel.errors import Killed, LeaseLost, RunBusy, RunNotFound, StoreError
+from agentkeel.errors import Killed, LeaseLost, RunBusy, RunIdTaken, RunNotFound, StoreError
 from agentkeel.stores import postgres_sql as sql
 from agentkeel.stores.base import (
     CancelRequest,
@@ -154,7 +154,7 @@ class PostgresStore:
             try:
                 cursor = await conn.execute(sql.CREATE, params)
             except psycopg.errors.UniqueViolation as exc:
-                raise StoreError(f"a run with id {first.run_id!r} already exists in {self.url}") from exc
+                raise RunIdTaken(first.run_id, self.url) from exc
             stopping = [_switch_of(found) for found in await cursor.fetchall()]
         stop = blocking_switch(stopping, _text(item.row.agent))
         if stop is not None:

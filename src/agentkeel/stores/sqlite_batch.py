@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentkeel.core.events import RunStarted
-from agentkeel.errors import KeelError, Killed, LeaseLost, RunNotFound, StoreError
+from agentkeel.errors import KeelError, Killed, LeaseLost, RunIdTaken, RunNotFound
 from agentkeel.stores.base import CancelRequest, RunRow, Signals, Switch, blocking_switch, signals
 from agentkeel.stores.encoding import journal_bytes
 
@@ -139,7 +139,7 @@ def create_many(db: sqlite3.Connection, items: list[NewRun], url: str) -> list[K
     for item in items:
         run_id = item.first.run_id
         if run_id in taken:
-            answers.append(StoreError(f"a run with id {run_id!r} already exists in {url}"))
+            answers.append(RunIdTaken(run_id, url))
             continue
         stop = blocking_switch(stopping, item.row.agent) if stopping else None
         if stop is not None:

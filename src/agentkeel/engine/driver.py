@@ -95,6 +95,8 @@ class Driver:
         self._waiting_children: list[str] = []
         self._row_status = ""  # the run row as last written: its status, and when
         self._row_written = 0.0
+        if state.last_seq == 1:  # a new run: create_run has just written its row (a resume journals RunResumed first)
+            self._row_status, self._row_written = state.status, time.monotonic()
 
     async def drive(self) -> RunState:
         self._keeper.hold(self.state.run_id, self._owner)

@@ -18,6 +18,7 @@ import gc
 import json
 import multiprocessing
 import os
+import queue
 import statistics
 import sys
 import tempfile
@@ -148,10 +149,16 @@ def processes_wall_time(kind: str, runs: int, tmp: Path, processes: int = PROCES
     try:
         for child in children:
             child.start()
-        got = [spans.get(timeout=120) for _ in children]
+        try:
+            got = [spans.get(timeout=120) for _ in children]
+        except queue.Empty:
+            codes = ", ".join(str(child.exitcode) for child in children)
+            raise RuntimeError(f"a process gave no answer within 120 s (exit codes: {codes})") from None
     finally:
         for child in children:
             child.join(timeout=30)
+            if child.is_alive():
+                child.kill()
         if kind == "postgres":
             asyncio.run(drop_schema(open_store(url)))
     failed = [span for span in got if isinstance(span, str)]

@@ -173,3 +173,10 @@ async def test_a_lock_held_past_the_busy_timeout_fails_the_write_and_the_store_g
     assert [e.value for e in await store.load("r1") if isinstance(e, NoteWritten)] == ["2"]
     other.close()
     await store.close()
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, float("inf"), float("nan")])
+def test_a_busy_timeout_that_is_not_a_positive_time_is_refused(tmp_path: Path, seconds: float) -> None:
+    with pytest.raises(StoreError, match=r"busy_timeout_s=.*: give a number of seconds above 0"):
+        SQLiteStore(tmp_path / "keel.db", busy_timeout_s=seconds)
+    assert not (tmp_path / "keel.db").exists()

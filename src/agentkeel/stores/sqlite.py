@@ -81,6 +81,8 @@ class SQLiteStore:
         (the event loop runs on meanwhile) before it fails."""
         if synchronous.lower() not in _SYNC_MODES:
             raise StoreError(f"synchronous={synchronous!r} is not a SQLite mode: use one of {', '.join(_SYNC_MODES)}")
+        if not 0 < busy_timeout_s < float("inf"):
+            raise StoreError(f"busy_timeout_s={busy_timeout_s!r}: give a number of seconds above 0, e.g. 30")
         self.path = Path(path)
         self.url = f"sqlite:///{path}"
         self._clock = clock

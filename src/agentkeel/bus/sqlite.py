@@ -15,10 +15,9 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agentkeel.bus.base import (
     DEAD_SUFFIX,
@@ -35,6 +34,10 @@ from agentkeel.bus.base import (
 )
 from agentkeel.bus.rows import row_message, row_seq
 from agentkeel.errors import StoreError
+from agentkeel.stores.group_commit import Busy
+from agentkeel.stores.sqlite_lock import begin_immediate, when_free
+
+T = TypeVar("T")
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS keel_bus_messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
@@ -80,44 +83,50 @@ ORDER BY h.grp, h.message_id LIMIT :batch"""
 class SQLiteBus:
     """Topics, groups, deliveries and the handled-ids record in a SQLite file."""
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout_s: float = 30.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        """``busy_timeout_s``: how long an operation waits for the file's write lock while another process holds
+        it (the event loop runs on meanwhile) before it fails."""
         self.path = Path(path)
         self.url = f"sqlite:///{path}"
         self._clock = clock
         self._lock = threading.Lock()
+        if not 0 < busy_timeout_s < float("inf"):
+            raise StoreError(f"busy_timeout_s={busy_timeout_s!r}: give a number of seconds above 0, e.g. 30")
+        self._busy_timeout_s = busy_timeout_s
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=30000")
-            with self._write() as db:
+            with self._lock:  # opening (not on a running loop's business): the driver's own wait is fine here
+                self._db.execute("BEGIN IMMEDIATE")
                 for statement in _SCHEMA:
-                    db.execute(statement)
+                    self._db.execute(statement)
+                self._db.execute("COMMIT")
+            # From here no statement waits inside the driver: a refusal is retried on a timer (sqlite_lock.py).
+            self._db.execute("PRAGMA busy_timeout=0")
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the bus at {self.url}: {exc}") from exc
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(f"the bus at {self.url} failed: {exc}") from exc
+    def _write(self) -> _WriteTransaction:
+        """``async with self._write() as db``: one short write transaction. The body must not await: it holds the
+        connection's lock. Waiting for another process's write lock happens on timers, not in the driver
+        (``stores/sqlite_lock.py``)."""
+        return _WriteTransaction(self)
 
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                yield self._db
-            except sqlite3.Error as exc:
-                raise StoreError(f"the bus at {self.url} failed: {exc}") from exc
+    def _begin(self) -> None:
+        begin_immediate(self._db, None)
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """``query(connection)``'s value; a read another process's lock refuses is tried again on a timer."""
+        try:
+            return await when_free(lambda: query(self._db), self._lock, self._busy_timeout_s, f"the bus at {self.url}")
+        except Busy as exc:
+            raise StoreError(f"{exc}: a long transaction or a stuck process") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"the bus at {self.url} failed: {exc}") from exc
 
     # -- the Bus protocol ---------------------------------------------------------------------------------
 
@@ -138,14 +147,14 @@ class SQLiteBus:
             headers=headers,
             now=self._clock(),
         )
-        with self._write() as db:
+        async with self._write() as db:
             _insert(db, [message])
         return message
 
     async def consume(self, topic: str, group: str, consumer: str, *, block_s: float = 0.0) -> Message | None:
         deadline = time.monotonic() + block_s
         while True:
-            with self._write() as db:
+            async with self._write() as db:
                 message = self._next(db, topic, group, consumer)
             left = deadline - time.monotonic()
             if message is not None or left <= 0:
@@ -202,28 +211,28 @@ class SQLiteBus:
     async def ack(self, message: Message, group: str, *, publish: Sequence[Outgoing] = ()) -> bool:
         now = self._clock()
         outputs = [outgoing_message(message, check_topic(topic), payload, now=now) for topic, payload in publish]
-        with self._write() as db:
+        async with self._write() as db:
             if not self._settle(db, message, group):
                 return False
             _insert(db, outputs)
         return True
 
     async def nack(self, message: Message, group: str, error: str) -> None:
-        with self._write() as db:  # only the delivery it was given (a claimed one has moved on: attempts differ)
+        async with self._write() as db:  # only the delivery it was given (a claimed one has moved on: attempts differ)
             db.execute(
                 "UPDATE keel_bus_pending SET consumer = NULL, error = ? WHERE grp = ? AND seq = ? AND attempts = ?",
                 (error, group, int(message.receipt), message.attempts),
             )
 
     async def dead_letter(self, message: Message, group: str, error: str) -> bool:
-        with self._write() as db:
+        async with self._write() as db:
             if not self._settle(db, message, group):
                 return False
             _insert(db, [dead_message(message, group, error, now=self._clock())])
         return True
 
     async def touch(self, message: Message, group: str) -> bool:
-        with self._write() as db:  # only the delivery it was given: a taker's has more attempts, a nacked none
+        async with self._write() as db:  # only the delivery it was given: a taker's has more attempts, a nacked none
             return bool(
                 db.execute(
                     "UPDATE keel_bus_pending SET delivered_at = ? "
@@ -234,7 +243,7 @@ class SQLiteBus:
 
     async def claim_stale(self, topic: str, group: str, consumer: str, *, idle_s: float) -> list[Message]:
         now = self._clock()
-        with self._write() as db:
+        async with self._write() as db:
             stale = db.execute(
                 "SELECT seq, attempts, error FROM keel_bus_pending WHERE grp = ? AND topic = ? "
                 "AND consumer IS NOT NULL AND delivered_at <= ? ORDER BY seq",
@@ -261,7 +270,7 @@ class SQLiteBus:
             "after": 0,
         }
         while True:
-            with self._write() as db:
+            async with self._write() as db:
                 candidates = db.execute(_TRIM_CANDIDATES, params).fetchall()
                 gone = [(seq, is_dead) for seq, is_dead, needed in candidates if not needed]
                 db.executemany("DELETE FROM keel_bus_messages WHERE seq = ?", [(seq,) for seq, _ in gone])
@@ -275,7 +284,7 @@ class SQLiteBus:
         handled = 0
         key: dict[str, Any] = {"before": before, "grp": "", "message_id": "", "batch": _TRIM_BATCH}
         while True:
-            with self._write() as db:
+            async with self._write() as db:
                 records = db.execute(_TRIM_HANDLED, key).fetchall()
                 old = [(group, message_id) for group, message_id, goes in records if goes]
                 db.executemany("DELETE FROM keel_bus_handled WHERE grp = ? AND message_id = ?", old)
@@ -287,28 +296,15 @@ class SQLiteBus:
         return TrimReport(messages=removed, handled=handled, dead_letters=removed_dead, kept=kept)
 
     async def topics(self) -> list[TopicStats]:
-        with self._read() as db:
-            counts = dict(db.execute("SELECT topic, count(*) FROM keel_bus_messages GROUP BY topic").fetchall())
-            groups = db.execute("SELECT topic, grp, cursor FROM keel_bus_groups ORDER BY topic, grp").fetchall()
-            pending = {
-                (topic, group): count
-                for topic, group, count in db.execute(
-                    "SELECT topic, grp, count(*) FROM keel_bus_pending GROUP BY topic, grp"
-                ).fetchall()
-            }
-            lag = {
-                (topic, group): db.execute(
-                    "SELECT count(*) FROM keel_bus_messages WHERE topic = ? AND seq > ?", (topic, cursor)
-                ).fetchone()[0]
-                for topic, group, cursor in groups
-            }
-        return topic_stats(counts, [(topic, group) for topic, group, _ in groups], pending, lag)
+        stats: list[TopicStats] = await self._read(_topics)
+        return stats
 
     async def dead_letters(self, topic: str) -> list[Message]:
-        with self._read() as db:
-            rows = db.execute(
+        rows = await self._read(
+            lambda db: db.execute(
                 f"SELECT {_COLUMNS} FROM keel_bus_messages WHERE topic = ? ORDER BY seq", (dead_topic(topic),)
             ).fetchall()
+        )
         return [row_message(row, attempts=0) for row in rows]
 
     async def close(self) -> None:
@@ -338,3 +334,51 @@ def _insert(db: sqlite3.Connection, messages: Sequence[Message]) -> None:
 def _delivered(db: sqlite3.Connection, seq: int, attempts: int, error: str, consumer: str) -> Message:
     row = db.execute(f"SELECT {_COLUMNS} FROM keel_bus_messages WHERE seq = ?", (seq,)).fetchone()
     return row_message(row, attempts=attempts, error=error, consumer=consumer)
+
+
+def _topics(db: sqlite3.Connection) -> list[TopicStats]:
+    counts = dict(db.execute("SELECT topic, count(*) FROM keel_bus_messages GROUP BY topic").fetchall())
+    groups = db.execute("SELECT topic, grp, cursor FROM keel_bus_groups ORDER BY topic, grp").fetchall()
+    pending = {
+        (topic, group): count
+        for topic, group, count in db.execute(
+            "SELECT topic, grp, count(*) FROM keel_bus_pending GROUP BY topic, grp"
+        ).fetchall()
+    }
+    lag = {
+        (topic, group): db.execute(
+            "SELECT count(*) FROM keel_bus_messages WHERE topic = ? AND seq > ?", (topic, cursor)
+        ).fetchone()[0]
+        for topic, group, cursor in groups
+    }
+    return topic_stats(counts, [(topic, group) for topic, group, _ in groups], pending, lag)
+
+
+class _WriteTransaction:
+    """The bus's write transaction (a class rather than a generator: a bus operation makes one or two)."""
+
+    __slots__ = ("_bus",)
+
+    def __init__(self, bus: SQLiteBus) -> None:
+        self._bus = bus
+
+    async def __aenter__(self) -> sqlite3.Connection:
+        bus = self._bus
+        try:
+            await when_free(bus._begin, bus._lock, bus._busy_timeout_s, f"the bus at {bus.url}", keep=True)
+        except Busy as exc:
+            raise StoreError(f"{exc}: a long transaction or a stuck process; nothing was written") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"the bus at {bus.url} failed: {exc}") from exc
+        return bus._db
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        bus = self._bus
+        try:
+            bus._db.execute("COMMIT" if kind is None else "ROLLBACK")
+        except sqlite3.Error as failed:
+            raise StoreError(f"the bus at {bus.url} failed: {failed}") from failed
+        finally:
+            bus._lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"the bus at {bus.url} failed: {exc}") from exc

@@ -19,7 +19,7 @@ from agentkeel.core.codec import decode_journal
 from agentkeel.core.events import Event, RunStarted
 from agentkeel.errors import KeelError, RunBusy, RunNotFound, StoreError
 from agentkeel.stores.base import CancelRequest, Lease, RunRow, Signals, Switch, ToolCounts, run_filters
-from agentkeel.stores.group_commit import Busy, GroupCommit
+from agentkeel.stores.group_commit import GroupCommit
 from agentkeel.stores.migrations import MIGRATIONS
 from agentkeel.stores.sqlite_batch import (
     RUN_COLUMNS,
@@ -30,6 +30,7 @@ from agentkeel.stores.sqlite_batch import (
     create_many,
     release_many,
 )
+from agentkeel.stores.sqlite_lock import begin_immediate
 
 _SYNC_MODES = ("off", "normal", "full", "extra")
 
@@ -309,27 +310,17 @@ class _Transaction:
         self._db = db
         self._lock = lock
         self._holding = False
-        self._wait = f"PRAGMA busy_timeout={busy_timeout_ms}"
+        self._wait_ms = busy_timeout_ms
 
     def begin(self) -> sqlite3.Connection:
         self._lock.acquire()
-        db = self._db
         try:
-            db.execute("PRAGMA busy_timeout=0")
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            finally:
-                db.execute(self._wait)
-        except sqlite3.OperationalError as exc:
-            self._lock.release()
-            if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
-                raise Busy(str(exc)) from exc
-            raise
+            begin_immediate(self._db, self._wait_ms)
         except BaseException:
             self._lock.release()
             raise
         self._holding = True
-        return db
+        return self._db
 
     def commit(self) -> None:
         self._db.execute("COMMIT")

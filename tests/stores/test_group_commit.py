@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from agentkeel import (
 from agentkeel.core.events import NoteWritten, RunStarted
 from agentkeel.core.state import RunState, replay
 from agentkeel.stores.base import NO_SIGNALS, RunRow
+from loop_turns import longest_turn
 
 
 async def create(store: SQLiteStore, run_id: str, owner: str) -> RunState:
@@ -148,10 +148,7 @@ async def test_a_write_waits_for_another_process_s_lock_while_the_loop_runs_on(t
     other = sqlite3.connect(tmp_path / "keel.db", isolation_level=None)  # another process, as far as SQLite knows
     other.execute("BEGIN IMMEDIATE")
     append = asyncio.create_task(store.append("r1", "me", state.last_seq, [note(1)], None))
-    longest, last = 0.0, time.monotonic()
-    for _ in range(50):  # the loop keeps turning: the write waits on a timer, not inside the database driver
-        await asyncio.sleep(0)
-        longest, last = max(longest, time.monotonic() - last), time.monotonic()
+    longest = await longest_turn()  # the loop keeps turning: the write waits on a timer, not in the driver
     assert not append.done()
     assert longest < 2.5  # a loop stalled in the driver's busy wait would show a turn of the whole 5 s
     other.execute("COMMIT")

@@ -107,35 +107,37 @@ def make_store(kind: str, tmp: Path) -> Store:
     return open_store(store_url(kind, tmp))
 
 
-async def drive_runs(agent: Agent, runs: int, label: str = "") -> tuple[float, float]:
-    """Start ``runs`` runs together; when they started and ended (``time.monotonic``, comparable across processes)."""
-    started = time.monotonic()
+async def drive_runs(agent: Agent, runs: int, label: str = "") -> tuple[float, float, float]:
+    """Start ``runs`` runs together; when they started and ended (``time.monotonic``, comparable across processes)
+    and the CPU time the process spent meanwhile."""
+    started, cpu = time.monotonic(), time.process_time()
     results = await asyncio.gather(*(agent.run(f"task {label}{n}") for n in range(runs)))
-    ended = time.monotonic()
+    ended, cpu = time.monotonic(), time.process_time() - cpu
     bad = [r for r in results if r.status != "completed" or r.steps != STEPS]
     if bad:
         raise RuntimeError(f"{len(bad)} of {runs} runs did not complete in {STEPS} steps: {bad[0]}")
-    return started, ended
+    return started, ended, cpu
 
 
-async def wall_time(kind: str, runs: int, tmp: Path, *, tuned: bool = False) -> float:
+async def wall_time(kind: str, runs: int, tmp: Path, *, tuned: bool = False) -> tuple[float, float]:
+    """The wall time of ``runs`` runs started together in this process, and its CPU time."""
     store = make_store(kind, tmp)
     agent = Agent(name="many", model=SlowModel(LATENCY_S), tools=[lookup_order], store=store)
     replaced = tune_gc() if tuned else None
     try:
-        started, ended = await drive_runs(agent, runs)
+        started, ended, cpu = await drive_runs(agent, runs)
     finally:
         if replaced is not None:
             restore_gc(replaced)
         await store.close()
         if kind == "postgres":
             await drop_schema(store)
-    return ended - started
+    return ended - started, cpu
 
 
-def processes_wall_time(kind: str, runs: int, tmp: Path, processes: int = PROCESSES) -> float:
+def processes_wall_time(kind: str, runs: int, tmp: Path, processes: int = PROCESSES) -> tuple[float, float]:
     """``runs`` runs split between ``processes`` tuned processes on one store, started together: the wall time from
-    the first start to the last end."""
+    the first start to the last end, and the CPU time of the processes together."""
     url = store_url(kind, tmp)
     if kind != "memory":  # created (and migrated) once, before the processes share it
         asyncio.run(_touch(url))
@@ -164,7 +166,7 @@ def processes_wall_time(kind: str, runs: int, tmp: Path, processes: int = PROCES
     failed = [span for span in got if isinstance(span, str)]
     if failed:
         raise RuntimeError(f"a process failed: {failed[0]}")
-    return max(end for _, end in got) - min(start for start, _ in got)
+    return max(end for _, end, _ in got) - min(start for start, _, _ in got), sum(cpu for _, _, cpu in got)
 
 
 async def _touch(url: str) -> None:
@@ -176,7 +178,7 @@ async def _touch(url: str) -> None:
 
 
 def _share_of_runs(url: str, runs: int, label: str, barrier: Any, spans: Any) -> None:
-    async def share() -> tuple[float, float]:
+    async def share() -> tuple[float, float, float]:
         store = MemoryStore() if url == "memory://" else open_store(url)
         agent = Agent(name="many", model=SlowModel(LATENCY_S), tools=[lookup_order], store=store)
         await store.list_runs(limit=1)  # connected before the clock starts
@@ -251,12 +253,16 @@ def measure(kinds: list[str], runs_list: list[int], repeats: int) -> dict[str, A
             for kind in kinds:
                 setups = [s for s in SETUPS if s != "2 processes" or runs <= 1000]
                 samples: dict[str, list[float]] = {setup: [] for setup in setups}
+                cpus: dict[str, list[float]] = {setup: [] for setup in setups}
                 for _ in range(repeats):  # the set-ups alternate, so that drift on a shared machine hits each alike
                     for setup in setups:
                         gc.collect()
-                        samples[setup].append(one_sample(kind, setup, runs, tmp))
+                        wall, cpu = one_sample(kind, setup, runs, tmp)
+                        samples[setup].append(wall)
+                        cpus[setup].append(cpu)
                 for setup in setups:
                     median = statistics.median(samples[setup])
+                    cpu_us = statistics.median(cpus[setup]) / runs * 1e6
                     figures.append(
                         {
                             "store": kind,
@@ -264,19 +270,23 @@ def measure(kinds: list[str], runs_list: list[int], repeats: int) -> dict[str, A
                             "runs": runs,
                             "wall_s": median,
                             "samples": samples[setup],
+                            "cpu_us_per_run": cpu_us,
+                            "cpu_samples": cpus[setup],
                             "x_ideal": median / IDEAL_S,
                             "target": TARGETS[kind] if runs == 1000 else None,
                         }
                     )
                     print(
-                        f"  {kind:8} {setup:12} {runs:>6,} runs: {median:.3f} s ({median / IDEAL_S:.2f}x ideal)",
+                        f"  {kind:8} {setup:12} {runs:>6,} runs: {median:.3f} s ({median / IDEAL_S:.2f}x ideal), "
+                        f"CPU {cpu_us:.0f} µs a run",
                         file=sys.stderr,
                     )
     parked = asyncio.run(parked_bytes(1000))
     return {"figures": figures, "parked_bytes_per_run": parked}
 
 
-def one_sample(kind: str, setup: str, runs: int, tmp: Path) -> float:
+def one_sample(kind: str, setup: str, runs: int, tmp: Path) -> tuple[float, float]:
+    """Wall time and CPU time (a PostgreSQL server's own excluded) of one sample of a set-up."""
     if setup == "2 processes":
         return processes_wall_time(kind, runs, tmp)
     return asyncio.run(wall_time(kind, runs, tmp, tuned=setup == "tune_gc"))
@@ -285,19 +295,24 @@ def one_sample(kind: str, setup: str, runs: int, tmp: Path) -> float:
 def render(result: dict[str, Any]) -> str:
     lines = [
         f"{STEPS} steps a run, {LATENCY_S * 1000:.0f} ms a model turn: ideal wall time {IDEAL_S:.2f} s",
-        f"{'store':10}{'set-up':13}{'runs':>8}{'wall s':>10}{'x ideal':>10}  target",
+        f"{'store':10}{'set-up':13}{'runs':>8}{'wall s':>10}{'x ideal':>10}{'CPU µs/run':>12}  target",
     ]
     for figure in result["figures"]:
         target = figure.get("target")
         verdict = "" if target is None else f"≤ {target}x {'PASS' if figure['x_ideal'] <= target else 'MISS'}"
         lines.append(
             f"{figure['store']:10}{figure.get('setup', ''):13}{figure['runs']:>8,}{figure['wall_s']:>10.3f}"
-            f"{figure['x_ideal']:>10.2f}  {verdict}"
+            f"{figure['x_ideal']:>10.2f}{_cpu(figure):>12}  {verdict}"
         )
     kb = result["parked_bytes_per_run"] / 1024
     verdict = "PASS" if kb <= PARKED_KB_TARGET else "MISS"
     lines.append(f"memory per parked run: {kb:.1f} KB (≤ {PARKED_KB_TARGET:.0f} KB {verdict})")
     return "\n".join(lines)
+
+
+def _cpu(figure: dict[str, Any]) -> str:
+    cpu = figure.get("cpu_us_per_run")
+    return "" if cpu is None else f"{cpu:.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:

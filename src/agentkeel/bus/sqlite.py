@@ -11,6 +11,7 @@ in other processes wait for one batch at most, never for the whole clean-up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
@@ -377,6 +378,9 @@ class _WriteTransaction:
         try:
             bus._db.execute("COMMIT" if kind is None else "ROLLBACK")
         except sqlite3.Error as failed:
+            if bus._db.in_transaction:  # a refused commit leaves the transaction open: nothing of it stays
+                with contextlib.suppress(sqlite3.Error):
+                    bus._db.execute("ROLLBACK")
             raise StoreError(f"the bus at {bus.url} failed: {failed}") from failed
         finally:
             bus._lock.release()

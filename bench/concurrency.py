@@ -33,7 +33,6 @@ from agentkeel import (
     MemoryStore,
     ModelRequest,
     ModelResponse,
-    SQLiteStore,
     Store,
     call,
     open_store,
@@ -100,10 +99,6 @@ def store_url(kind: str, tmp: Path) -> str:
 
 def make_store(kind: str, tmp: Path) -> Store:
     """A fresh store of the kind (PostgreSQL: a fresh schema, dropped by ``drop_schema``)."""
-    if kind == "memory":
-        return MemoryStore()
-    if kind == "sqlite":
-        return SQLiteStore(tmp / f"{uuid.uuid4().hex}.db")
     return open_store(store_url(kind, tmp))
 
 
@@ -179,7 +174,7 @@ async def _touch(url: str) -> None:
 
 def _share_of_runs(url: str, runs: int, label: str, barrier: Any, spans: Any) -> None:
     async def share() -> tuple[float, float, float]:
-        store = MemoryStore() if url == "memory://" else open_store(url)
+        store = open_store(url)  # memory://: each process its own
         agent = Agent(name="many", model=SlowModel(LATENCY_S), tools=[lookup_order], store=store)
         await store.list_runs(limit=1)  # connected before the clock starts
         tune_gc()

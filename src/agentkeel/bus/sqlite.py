@@ -36,7 +36,7 @@ from agentkeel.bus.base import (
 from agentkeel.bus.rows import row_message, row_seq
 from agentkeel.errors import StoreError
 from agentkeel.stores.group_commit import Busy
-from agentkeel.stores.sqlite_lock import begin_immediate, when_free
+from agentkeel.stores.sqlite_lock import begin_immediate, check_busy_timeout, when_free
 
 T = TypeVar("T")
 
@@ -93,9 +93,7 @@ class SQLiteBus:
         self.url = f"sqlite:///{path}"
         self._clock = clock
         self._lock = threading.Lock()
-        if not 0 < busy_timeout_s < float("inf"):
-            raise StoreError(f"busy_timeout_s={busy_timeout_s!r}: give a number of seconds above 0, e.g. 30")
-        self._busy_timeout_s = busy_timeout_s
+        self._busy_timeout_s = check_busy_timeout(busy_timeout_s)
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from agentkeel.stores.sqlite_batch import (
     create_many,
     release_many,
 )
-from agentkeel.stores.sqlite_lock import begin_immediate
+from agentkeel.stores.sqlite_lock import begin_immediate, check_busy_timeout
 
 _SYNC_MODES = ("off", "normal", "full", "extra")
 
@@ -82,8 +82,7 @@ class SQLiteStore:
         (the event loop runs on meanwhile) before it fails."""
         if synchronous.lower() not in _SYNC_MODES:
             raise StoreError(f"synchronous={synchronous!r} is not a SQLite mode: use one of {', '.join(_SYNC_MODES)}")
-        if not 0 < busy_timeout_s < float("inf"):
-            raise StoreError(f"busy_timeout_s={busy_timeout_s!r}: give a number of seconds above 0, e.g. 30")
+        check_busy_timeout(busy_timeout_s)
         self.path = Path(path)
         self.url = f"sqlite:///{path}"
         self._clock = clock

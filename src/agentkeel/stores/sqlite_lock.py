@@ -16,9 +16,17 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from agentkeel.errors import StoreError
 from agentkeel.stores.group_commit import BUSY_RETRY_S, Busy
 
 T = TypeVar("T")
+
+
+def check_busy_timeout(seconds: float) -> float:
+    """``seconds``, if it is a time a write may wait for the lock (above 0, finite); else a ``StoreError``."""
+    if not 0 < seconds < float("inf"):
+        raise StoreError(f"busy_timeout_s={seconds!r}: give a number of seconds above 0, e.g. 30")
+    return seconds
 
 
 def begin_immediate(db: sqlite3.Connection, wait_ms: int | None) -> None:

@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.fanout
 	$(BIN)/python -m bench.bus
 	$(BIN)/python -m bench.tracing
+	$(BIN)/python -m bench.redaction
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

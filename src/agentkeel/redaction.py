@@ -26,8 +26,10 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from agentkeel.redaction_gate import bytes_gate, text_gate
 
 MARKER = "[REDACTED]"
 
@@ -68,58 +70,68 @@ class Redactor:
         self._bytes: tuple[tuple[bytes | None, re.Pattern[bytes]], ...] = ()
         self._values: tuple[str, ...] = ()
         self._value_bytes: tuple[bytes, ...] = ()
-        self._gate: re.Pattern[bytes] | None = None
-        self._gate_text: re.Pattern[str] | None = None
-        """One search for every anchor and value: most data holds none, and then one scan is all it costs."""
-        for pattern in patterns:
-            self.add_pattern(pattern)
-        for value in values:
-            self.add_value(value)
+        self._gate: Callable[[bytes], bool] | None = None
+        self._gate_text: Callable[[str], bool] | None = None
+        """Whether data holds any anchor or value (``None``: no gate, every pattern runs). Most data holds none,
+        and then a few character lookups are most of what it costs (``redaction_gate.py``)."""
+        with self._lock:
+            for pattern in patterns:
+                self._add_pattern(pattern)
+            for value in values:
+                self._add_value(value, _MIN_VALUE)
+            self._make_gate()
 
     def add_pattern(self, pattern: str | tuple[str, str]) -> None:
         """Redact every match of a regular expression, or of ``(anchor, expression)`` where ``anchor`` is a
         literal every match contains (the expression then runs only on text that holds it). It is matched
         against JSON text too: keep it within one string, i.e. free of quotes."""
-        anchor, expression = pattern if isinstance(pattern, tuple) else (None, pattern)
-        try:
-            compiled = re.compile(expression)
-        except re.error as exc:
-            raise ValueError(f"redaction pattern {expression!r} is not a regular expression: {exc}") from exc
         with self._lock:
-            self._text = (*self._text, (anchor, compiled))
-            self._bytes = (*self._bytes, (anchor.encode() if anchor else None, re.compile(expression.encode())))
+            self._add_pattern(pattern)
             self._make_gate()
 
     def add_value(self, value: str, *, min_length: int = _MIN_VALUE) -> None:
         """Redact every occurrence of this exact text (a value shorter than ``min_length`` is ignored: it would
         blank ordinary words)."""
-        if not isinstance(value, str) or len(value) < max(1, min_length) or value == self.marker:
-            return
         with self._lock:
-            if value in self._values:
-                return
-            escaped = json.dumps(value, ensure_ascii=False)[1:-1]  # as it appears inside a JSON string
-            self._values = tuple(sorted({*self._values, value}, key=len, reverse=True))
-            forms = {*self._value_bytes, value.encode(), escaped.encode()}
-            self._value_bytes = tuple(sorted(forms, key=len, reverse=True))
-            self._make_gate()
+            if self._add_value(value, min_length):
+                self._make_gate()
+
+    def _add_pattern(self, pattern: str | tuple[str, str]) -> None:
+        anchor, expression = pattern if isinstance(pattern, tuple) else (None, pattern)
+        try:
+            compiled = re.compile(expression)
+        except re.error as exc:
+            raise ValueError(f"redaction pattern {expression!r} is not a regular expression: {exc}") from exc
+        self._text = (*self._text, (anchor, compiled))
+        self._bytes = (*self._bytes, (anchor.encode() if anchor else None, re.compile(expression.encode())))
+
+    def _add_value(self, value: str, min_length: int) -> bool:
+        if not isinstance(value, str) or len(value) < max(1, min_length) or value == self.marker:
+            return False
+        if value in self._values:
+            return False
+        escaped = json.dumps(value, ensure_ascii=False)[1:-1]  # as it appears inside a JSON string
+        self._values = tuple(sorted({*self._values, value}, key=len, reverse=True))
+        forms = {*self._value_bytes, value.encode(), escaped.encode()}
+        self._value_bytes = tuple(sorted(forms, key=len, reverse=True))
+        return True
 
     def _make_gate(self) -> None:
         anchors = [anchor for anchor, _ in self._bytes]
         if any(anchor is None for anchor in anchors):  # a pattern without an anchor runs on everything
             self._gate = self._gate_text = None
             return
-        literals = sorted({*(a for a in anchors if a is not None), *self._value_bytes}, key=len, reverse=True)
-        self._gate = re.compile(b"|".join(re.escape(literal) for literal in literals)) if literals else None
-        texts = sorted({*(a.decode() for a in anchors if a is not None), *self._values}, key=len, reverse=True)
-        self._gate_text = re.compile("|".join(re.escape(text) for text in texts)) if texts else None
+        literals = {*(a for a in anchors if a is not None), *self._value_bytes}
+        self._gate = bytes_gate(literals) if literals else None
+        texts = {*(a.decode() for a in anchors if a is not None), *self._values}
+        self._gate_text = text_gate(texts) if texts else None
 
     def text(self, text: str) -> str:
         """``text`` with every secret replaced by the marker."""
         if not text:
             return text
         gate = self._gate_text
-        if gate is not None and gate.search(text) is None:
+        if gate is not None and not gate(text):
             return text
         for value in self._values:
             if value in text:
@@ -132,7 +144,7 @@ class Redactor:
     def json_bytes(self, data: bytes) -> bytes:
         """Encoded JSON with every secret inside its strings replaced by the marker."""
         gate = self._gate
-        if gate is not None and gate.search(data) is None:
+        if gate is not None and not gate(data):
             return data
         if not self._bytes and not self._value_bytes:
             return data

@@ -60,15 +60,9 @@ def attributes(span: Any) -> dict[str, Any]:
     return values
 
 
-def test_otel_exporter_otlp_endpoint_is_all_it_takes(endpoint: str, tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-        "OTEL_SERVICE_NAME": "support-desk",
-        "OTEL_METRICS_EXPORTER": "none",
-        "KEEL_STORE": f"sqlite:///{tmp_path / 'keel.db'}",
-    }
-    done = subprocess.run(
+def keel_run(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``keel run`` of the support desk example in a child process, with ``env``."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -78,11 +72,22 @@ def test_otel_exporter_otlp_endpoint_is_all_it_takes(endpoint: str, tmp_path: Pa
             "Where is order #1234?",
         ],
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_otel_exporter_otlp_endpoint_is_all_it_takes(endpoint: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_SERVICE_NAME": "support-desk",
+        "OTEL_METRICS_EXPORTER": "none",
+        "KEEL_STORE": f"sqlite:///{tmp_path / 'keel.db'}",
+    }
+    done = keel_run(env, tmp_path)
     assert done.returncode == 0, done.stderr
     spans = Receiver.spans
     names = [span.name for span in spans]
@@ -112,21 +117,7 @@ def test_a_collector_that_does_not_answer_costs_one_sentence_not_a_run(tmp_path:
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
         "KEEL_STORE": f"sqlite:///{tmp_path / 'keel.db'}",
     }
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agentkeel.cli",
-            "run",
-            f"{ROOT / 'examples' / 'support_desk.py'}:agent",
-            "Where is order #1234?",
-        ],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = keel_run(env, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "shipped" in done.stdout
     lines = [line for line in done.stderr.splitlines() if line.strip()]

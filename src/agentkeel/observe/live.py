@@ -22,23 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, Status, StatusCode
 
 from agentkeel.core.events import Event, RunEnded, RunPaused, RunStarted
 from agentkeel.observe.metrics import RunMetrics
+from agentkeel.observe.otel_terms import sampled_context, span_kind
 from agentkeel.observe.spans import SpanBuilder, SpanRecord
 from agentkeel.redaction import logger, redactor
 
 if TYPE_CHECKING:
     from agentkeel.stores.base import Store
 
-_KINDS = {
-    "internal": SpanKind.INTERNAL,
-    "client": SpanKind.CLIENT,
-    "consumer": SpanKind.CONSUMER,
-    "producer": SpanKind.PRODUCER,
-}
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 log = logger("agentkeel.observe")
 _EMPTY = otel_context.Context()
 
@@ -146,13 +140,13 @@ class Live:
         if record.parent_id is None:
             parent = _EMPTY
         else:
-            nest = SpanContext(record.trace_id, record.parent_id, is_remote=False, trace_flags=_SAMPLED)
+            nest = sampled_context(record.trace_id, record.parent_id)
             parent = trace.set_span_in_context(NonRecordingSpan(nest), _EMPTY)
         red = redactor()
         span = self._tracer.start_span(
             record.name,
             context=parent,
-            kind=_KINDS.get(record.kind, SpanKind.INTERNAL),
+            kind=span_kind(record.kind),
             attributes=red.attributes(record.attributes),
             start_time=record.start_ns,
         )

@@ -7,18 +7,12 @@ from typing import Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Status, StatusCode
 
+from agentkeel.observe.otel_terms import sampled_context, span_kind
 from agentkeel.observe.span_records import SpanRecord
 from agentkeel.redaction import redactor
 
-KINDS = {
-    "internal": SpanKind.INTERNAL,
-    "client": SpanKind.CLIENT,
-    "consumer": SpanKind.CONSUMER,
-    "producer": SpanKind.PRODUCER,
-}
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
 
 
@@ -37,15 +31,15 @@ class SpanMaker:
         trace_id = record.trace_id
         parent = None
         if record.parent_id is not None:
-            parent = SpanContext(trace_id, record.parent_id, is_remote=False, trace_flags=_SAMPLED)
+            parent = sampled_context(trace_id, record.parent_id)
         return ReadableSpan(
             record.name,
-            context=SpanContext(trace_id, record.span_id, is_remote=False, trace_flags=_SAMPLED),
+            context=sampled_context(trace_id, record.span_id),
             parent=parent,
             resource=self._resource,
             attributes=red.attributes(record.attributes) if self._all else record.attributes,
             events=tuple(Event(e.name, red.attributes(e.attributes), e.time_ns) for e in record.events),
-            kind=KINDS.get(record.kind, SpanKind.INTERNAL),
+            kind=span_kind(record.kind),
             status=_UNSET if record.error is None else Status(StatusCode.ERROR, red.text(record.error)),
             start_time=record.start_ns,
             end_time=record.end_ns,

@@ -70,9 +70,13 @@ class SlowModel:
         self.parked_target = parked_target
         self.all_parked = asyncio.Event()
         self.release = asyncio.Event()
+        self.turns: list[tuple[int, float]] | None = None
+        """When set (``--timeline``): each turn's step (0-4) and when it began (``time.monotonic``)."""
 
     async def respond(self, request: ModelRequest) -> ModelResponse:
         done = (len(request.messages) - 1) // 2
+        if self.turns is not None:
+            self.turns.append((done, time.monotonic()))
         if self.parked_target:
             self.parked += 1
             if self.parked == self.parked_target:
@@ -114,13 +118,22 @@ async def drive_runs(agent: Agent, runs: int, label: str = "") -> tuple[float, f
     return started, ended, cpu
 
 
-async def wall_time(kind: str, runs: int, tmp: Path, *, tuned: bool = False) -> tuple[float, float]:
-    """The wall time of ``runs`` runs started together in this process, and its CPU time."""
+async def wall_time(
+    kind: str, runs: int, tmp: Path, *, tuned: bool = False, turns: list[tuple[int, float]] | None = None
+) -> tuple[float, float]:
+    """The wall time of ``runs`` runs started together in this process, and its CPU time. The store is opened (and
+    migrated) before the clock starts, as a service's is before its runs arrive; ``turns`` collects when each model
+    turn began, relative to the start."""
     store = make_store(kind, tmp)
-    agent = Agent(name="many", model=SlowModel(LATENCY_S), tools=[lookup_order], store=store)
+    model = SlowModel(LATENCY_S)
+    agent = Agent(name="many", model=model, tools=[lookup_order], store=store)
+    await store.list_runs(limit=1)  # connected and migrated before the clock starts (as in `2 processes`)
+    model.turns = [] if turns is not None else None
     replaced = tune_gc() if tuned else None
     try:
         started, ended, cpu = await drive_runs(agent, runs)
+        if turns is not None and model.turns is not None:
+            turns.extend((step, at - started) for step, at in model.turns)
     finally:
         if replaced is not None:
             restore_gc(replaced)
@@ -280,6 +293,25 @@ def measure(kinds: list[str], runs_list: list[int], repeats: int) -> dict[str, A
     return {"figures": figures, "parked_bytes_per_run": parked}
 
 
+def timeline(kinds: list[str], runs: int) -> str:
+    """When the runs' model turns begin, step by step, in one tuned process: the first, the median and the last run
+    to reach each step. Runs that share nothing stay spread out, and one run's store work hides inside another's
+    model turn; runs whose writes share transactions are gathered again at every write, and each step then costs a
+    model turn *plus* the whole cohort's work (``--timeline``)."""
+    lines = [f"when the model turns of {runs:,} runs begin (ms after the start; tune_gc, one process):"]
+    with tempfile.TemporaryDirectory(prefix="agentkeel-bench-") as tmp_name:
+        for kind in kinds:
+            turns: list[tuple[int, float]] = []
+            gc.collect()
+            wall, _ = asyncio.run(wall_time(kind, runs, Path(tmp_name), tuned=True, turns=turns))
+            lines.append(f"  {kind} (wall {wall * 1000:.0f} ms)")
+            for step in range(STEPS):
+                began = sorted(at * 1000 for s, at in turns if s == step)
+                median = began[len(began) // 2]
+                lines.append(f"    step {step + 1}: first {began[0]:6.1f}  median {median:6.1f}  last {began[-1]:6.1f}")
+    return "\n".join(lines)
+
+
 def one_sample(kind: str, setup: str, runs: int, tmp: Path) -> tuple[float, float]:
     """Wall time and CPU time (a PostgreSQL server's own excluded) of one sample of a set-up."""
     if setup == "2 processes":
@@ -316,11 +348,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default="1000,10000", help="comma-separated run counts")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--timeline", action="store_true", help="print when each step's model turns begin (one tuned sample), only"
+    )
     args = parser.parse_args(argv)
     kinds = [kind for kind in args.stores.split(",") if kind]
     if "postgres" in kinds and not _postgres_reachable():
         print("  postgres: no server at 127.0.0.1:5432 (KEEL_BENCH_POSTGRES), skipped", file=sys.stderr)
         kinds.remove("postgres")
+    if args.timeline:
+        print(timeline(kinds, int(args.runs.split(",")[0])))
+        return 0
     result = measure(kinds, [int(n) for n in args.runs.split(",")], args.repeats)
     result.update(machine=machine(), source=source(), date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     print(render(result))

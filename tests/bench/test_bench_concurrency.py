@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -29,3 +30,14 @@ def test_the_concurrency_bench_measures_every_set_up_including_two_processes(tmp
     }
     assert all(f["wall_s"] >= 0.25 for f in figures)  # 5 turns of 50 ms: nothing can finish sooner
     assert "sqlite    2 processes" in done.stdout
+
+
+def test_the_timeline_says_when_each_step_began_for_every_store() -> None:
+    command = ["-m", "bench.concurrency", "--stores", "memory,sqlite", "--runs", "30", "--timeline"]
+    done = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for store in ("memory", "sqlite"):
+        section = done.stdout.split(f"  {store} (wall ")[1]
+        firsts = [float(line.split("first")[1].split()[0]) for line in section.splitlines()[1:6]]
+        assert [f"step {n}" in line for n, line in enumerate(section.splitlines()[1:6], 1)] == [True] * 5
+        assert all(later - earlier >= 50 for earlier, later in itertools.pairwise(firsts))  # a 50 ms turn between

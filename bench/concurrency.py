@@ -126,14 +126,14 @@ async def wall_time(
     turn began, relative to the start."""
     store = make_store(kind, tmp)
     model = SlowModel(LATENCY_S)
+    model.turns = turns
     agent = Agent(name="many", model=model, tools=[lookup_order], store=store)
     await store.list_runs(limit=1)  # connected and migrated before the clock starts (as in `2 processes`)
-    model.turns = [] if turns is not None else None
     replaced = tune_gc() if tuned else None
     try:
         started, ended, cpu = await drive_runs(agent, runs)
-        if turns is not None and model.turns is not None:
-            turns.extend((step, at - started) for step, at in model.turns)
+        if turns is not None:
+            turns[:] = [(step, at - started) for step, at in turns]
     finally:
         if replaced is not None:
             restore_gc(replaced)

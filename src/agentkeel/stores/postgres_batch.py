@@ -69,16 +69,18 @@ class Batcher(Generic[Item, R]):
     def _start(self) -> None:
         self._scheduled = None
         if self._queue and self._in_flight < IN_FLIGHT:
+            # The batch is taken here, not in the task: a second start before the task runs finds the queue empty
+            # (a scheduled start and a finished statement's start in one turn once sent an empty statement).
+            batch, self._queue = self._queue, []
             self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._flush())
+            task = asyncio.get_running_loop().create_task(self._flush(batch))
             task.add_done_callback(self._finished)
 
     def _finished(self, _: asyncio.Task[None]) -> None:
         self._in_flight -= 1
         self._start()  # what queued meanwhile
 
-    async def _flush(self) -> None:
-        batch, self._queue = self._queue, []
+    async def _flush(self, batch: list[tuple[Item, asyncio.Future[R]]]) -> None:
         if len(batch) == 1:
             await self._alone(*batch[0])
             return

@@ -51,6 +51,7 @@ class Batcher(Generic[Item, R]):
         self._queue: list[tuple[Item, asyncio.Future[R]]] = []
         self._scheduled: asyncio.AbstractEventLoop | None = None
         self._in_flight = 0
+        self._taking = False  # a statement's task is made and has not yet taken the queue: it will take all of it
         self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0
         """Batch statements that succeeded so far (for measurements)."""
@@ -58,7 +59,7 @@ class Batcher(Generic[Item, R]):
     async def submit(self, item: Item) -> R:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a new event loop (the store's pool is remade too): nothing is out on it
-            self._loop, self._queue, self._scheduled, self._in_flight = loop, [], None, 0
+            self._loop, self._queue, self._scheduled, self._in_flight, self._taking = loop, [], None, 0, False
         future: asyncio.Future[R] = loop.create_future()
         self._queue.append((item, future))
         if self._scheduled is not loop and self._in_flight < IN_FLIGHT:
@@ -68,19 +69,20 @@ class Batcher(Generic[Item, R]):
 
     def _start(self) -> None:
         self._scheduled = None
-        if self._queue and self._in_flight < IN_FLIGHT:
-            # The batch is taken here, not in the task: a second start before the task runs finds the queue empty
-            # (a scheduled start and a finished statement's start in one turn once sent an empty statement).
-            batch, self._queue = self._queue, []
+        # A start finds its task's batch as late as it can: what queues before the task runs goes with it. So a
+        # second start (a scheduled one and a finished statement's, in one turn) leaves a task not yet run alone.
+        if self._queue and not self._taking and self._in_flight < IN_FLIGHT:
             self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._flush(batch))
+            self._taking = True
+            task = asyncio.get_running_loop().create_task(self._flush())
             task.add_done_callback(self._finished)
 
     def _finished(self, _: asyncio.Task[None]) -> None:
         self._in_flight -= 1
         self._start()  # what queued meanwhile
 
-    async def _flush(self, batch: list[tuple[Item, asyncio.Future[R]]]) -> None:
+    async def _flush(self) -> None:
+        batch, self._queue, self._taking = self._queue, [], False
         if len(batch) == 1:
             await self._alone(*batch[0])
             return

@@ -1,8 +1,9 @@
 """agentkeel's per-step cost: an ``Agent`` with a zero-latency ``ScriptedModel`` and a trivial typed tool.
 
 The script calls the tool for ``steps`` turns and then answers; a run's time divided by its steps is the cost of
-one step (a model turn, the journaled intent, the call, the journaled outcome). The tool comes in an async and a
-sync flavour: a sync tool runs in a worker thread. ``MinimalModel`` plays the same turns as the script without
+one step (a model turn, the call, and what is journaled: for a write, the intent before the call and the outcome
+after it; for a read, both in one commit after the call). The tool comes in an async and a sync flavour: a sync
+tool runs in a worker thread. ``MinimalModel`` plays the same turns as the script without
 ``ScriptedModel``'s bookkeeping, to tell the engine's cost apart from the scripted model's.
 """
 
@@ -46,10 +47,12 @@ def _lookup_order_sync(order_id: str) -> dict[str, str]:
     return {"order_id": order_id, "status": "shipped"}
 
 
-def lookup_tool(kind: str) -> Tool:
+def lookup_tool(kind: str, *, write: bool = False) -> Tool:
     """The trivial tool, ``async``, ``sync`` (in a worker thread) or ``inline`` (sync, on the event loop), named
-    ``lookup_order`` whichever it is."""
+    ``lookup_order`` whichever it is; ``write=True`` declares it a write (idempotent), journaled like one."""
     fn = _lookup_order_async if kind == "async" else _lookup_order_sync
+    if write:
+        return tool(name="lookup_order", inline=kind == "inline", effect="write", idempotent=True)(fn)
     return tool(name="lookup_order", inline=kind == "inline")(fn)
 
 
@@ -83,12 +86,14 @@ class MinimalModel:
         return ModelResponse(text="All orders have shipped.", usage=self._usage, model=self.name)
 
 
-def bench_agent(*, steps: int, store: Store, tool_kind: str = "async", minimal: bool = False) -> Agent:
+def bench_agent(
+    *, steps: int, store: Store, tool_kind: str = "async", minimal: bool = False, write: bool = False
+) -> Agent:
     return Agent(
         name="bench",
         instructions="You answer questions about orders.",
         model=MinimalModel(steps) if minimal else tool_calling_script(steps),
-        tools=[lookup_tool(tool_kind)],
+        tools=[lookup_tool(tool_kind, write=write)],
         max_steps=steps + 1,
         store=store,
     )
@@ -108,5 +113,5 @@ def memory_agent(steps: int, tool_kind: str = "async", *, minimal: bool = False)
     return bench_agent(steps=steps, store=MemoryStore(), tool_kind=tool_kind, minimal=minimal)
 
 
-def sqlite_agent(steps: int, path: Path) -> Agent:
-    return bench_agent(steps=steps, store=SQLiteStore(path))
+def sqlite_agent(steps: int, path: Path, *, write: bool = False) -> Agent:
+    return bench_agent(steps=steps, store=SQLiteStore(path), write=write)

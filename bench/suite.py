@@ -58,6 +58,7 @@ FIGURES = (
         floor="floor_a_us",
     ),
     Figure(key="sqlite_async_us", label="agentkeel, SQLiteStore, async tool", unit="µs/step", floor="floor_b_us"),
+    Figure(key="sqlite_write_us", label="agentkeel, SQLiteStore, async write tool", unit="µs/step", floor="floor_b_us"),
     Figure(key="resume_load_ms", label="resume: store.load ({resume_steps:,} steps)", unit="ms"),
     Figure(key="resume_replay_ms", label="resume: replay(events)", unit="ms"),
     Figure(key="resume_load_replay_ms", label="resume: replay(await store.load(id))", unit="ms"),
@@ -120,6 +121,12 @@ def _cases(settings: Settings, tmp: Path, runner: asyncio.Runner, stack: context
     def sqlite() -> dict[str, float]:
         return {"sqlite_async_us": per_step(runner.run(time_agent_run(durable, steps)))}
 
+    durable_write = sqlite_agent(steps, tmp / "keel-write.db", write=True)
+    stack.callback(lambda: runner.run(durable_write.store.close()))
+
+    def sqlite_write() -> dict[str, float]:
+        return {"sqlite_write_us": per_step(runner.run(time_agent_run(durable_write, steps)))}
+
     resume_path = tmp / "resume.db"
     resume_ids = [f"resume-{n}" for n in range(settings.warmup + settings.rounds)]
     runner.run(_plant_all(resume_path, long_steps, resume_ids))
@@ -137,6 +144,7 @@ def _cases(settings: Settings, tmp: Path, runner: asyncio.Runner, stack: context
         Case(name="memory, minimal model", measure=memory("memory_minimal_us", steps, minimal=True)),
         Case(name="memory, long run", measure=memory("memory_long_us", long_steps)),
         Case(name="SQLite, async tool", measure=sqlite),
+        Case(name="SQLite, async write tool", measure=sqlite_write),
         Case(name="resume", measure=resume),
     ]
 

@@ -587,9 +587,9 @@ async def test_a_pipelines_steps_are_spans_with_their_model_calls_inside() -> No
 async def test_a_run_that_crashed_mid_call_continues_its_spans_with_their_original_starts(clock: Any) -> None:
     died = {"yet": False}
 
-    @tool
+    @tool(effect="write", idempotent=True)  # a write: its intent is durable before it runs (a read's is not)
     async def lookup(ctx: ToolContext, order_id: str) -> dict[str, Any]:
-        """Look an order up (a read: safe to run again after a crash)."""
+        """Look an order up and mark it seen (idempotent: safe to run again after a crash)."""
         if not died["yet"]:
             died["yet"] = True
             raise Crash()
@@ -633,7 +633,7 @@ async def test_a_run_that_crashed_mid_call_continues_its_spans_with_their_origin
     )
     assert lookup_span.start_ns == int(before[-1].at * 1e9)  # started by the dead process
     assert lookup_span.error is None and [e.name for e in lookup_span.events] == ["tool_call_resumed"]
-    assert lookup_span.events[0].attributes == {"agentkeel.attempt": 1, "agentkeel.resumed.why": "read"}
+    assert lookup_span.events[0].attributes == {"agentkeel.attempt": 1, "agentkeel.resumed.why": "idempotent"}
     assert step.start_ns == one(emitted_before, "chat scripted").start_ns
     assert run.start_ns == int(first.at * 1e9) and "run_resumed" in [e.name for e in run.events]
     assert builder.close() == []  # the run ended: nothing is left open

@@ -1,9 +1,17 @@
 """The driver: performs the core's decisions for one run and journals every outcome before moving on.
 
 The loop is ``next_action(state)`` → perform → ``commit(events)``: fold the events into the state, then append
-them to the journal. Nothing acts on the new state before the append returns, and if the append fails the driver
-stops (the error propagates), so no effect ever follows from a state the journal does not hold. Commits per
-step: the model's response together with the intents of the calls it asked for, then each call's outcome.
+them to the journal. Nothing with an effect acts on the new state before the append returns, and if the append
+fails the driver stops (the error propagates), so no effect ever follows from a state the journal does not hold.
+Commits per step: the model's response together with the intents of the calls it asked for, then each call's
+outcome.
+
+A step whose calls are all reads commits once. A read changes nothing outside the run, so its intent need not be
+durable before it runs: the response, the intents and the outcomes go in one append after the reads. Should the
+process die meanwhile, the journal ends at the step before and the model is asked again (the response was never
+journaled, so no journaled model call repeats). Reads still under way after ``READ_GRACE_S`` (``read_grace.py``)
+have what is held written at once, so that a slow read shows as under way and a crash repeats no model call from
+long ago. One commit instead of two a step halves what concurrent runs wait for on a durable store.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from agentkeel.engine.controls import Controls, DriveConfig
 from agentkeel.engine.lease_keeper import LeaseKeeper
 from agentkeel.engine.model_call import ModelFailure, call_model
 from agentkeel.engine.planning import Runnable, journalable, plan_calls, preview_calls
+from agentkeel.engine.read_grace import read_grace
 from agentkeel.engine.rollback import compensation_tool, rollback_event
 from agentkeel.engine.rollback import due as rollback_due
 from agentkeel.engine.tool_runner import OnRetry, ToolOutcome, finished_event, no_retries, result_text, run_tool
@@ -93,6 +102,10 @@ class Driver:
         self._controls = Controls(config, state, self._driven_s)
         self._delegations: asyncio.Semaphore | None = None  # a supervisor's children side by side (made when needed)
         self._waiting_children: list[str] = []
+        self._held: list[Event] | None = None  # a step of reads under way: its events, folded, not yet appended
+        self._held_after = 0  # the journal's length before them
+        self._held_listed = False
+        self._held_write: asyncio.Task[None] | None = None  # reads outlasted the grace: what was held, being written
         self._row_status = ""  # the run row as last written: its status, and when
         self._row_written = 0.0
         if state.last_seq == 1:  # a new run: create_run has just written its row (a resume journals RunResumed first)
@@ -221,9 +234,37 @@ class Driver:
             plan=state.plan if state.mode == "apply" else (),
             plan_done=state.plan_done,
         )
+        if runnable and all(r.valid.tool.effect == "read" and r.valid.tool.subagent is None for r in runnable):
+            await self._reads_step(events, runnable)
+            return
         await self._commit(events, listed=not runnable)
         await self._execute(runnable)
         await self._pause_for_children()
+
+    async def _reads_step(self, events: list[Event], runnable: list[Runnable]) -> None:
+        """Reads only: the response, the intents and the outcomes in one append (see the module's docstring)."""
+        self._held, self._held_after, self._held_listed = [], self.state.last_seq, False
+        await self._commit(events, listed=False)
+        grace = read_grace()
+        grace.hold(self, self._write_held_now)
+        try:
+            await self._execute(runnable)
+        finally:
+            grace.done(self)
+            held, self._held = self._held, None
+            writing, self._held_write = self._held_write, None
+            if writing is not None:  # (awaited even when the reads failed: a write is never left behind)
+                await writing
+        if held:
+            await self._write(self._held_after, held, self._held_listed)
+
+    def _write_held_now(self) -> None:
+        """The reads outlast the grace: what is held is written now (later commits wait for it)."""
+        held, self._held = self._held, None
+        if held:
+            self._held_write = asyncio.get_running_loop().create_task(
+                self._write(self._held_after, held, self._held_listed)
+            )
 
     async def _end_final_turn(self, step: int, response: ModelResponse, started: float) -> None:
         """The last turn a budget granted is over: the run fails with its answer as the partial result."""
@@ -448,11 +489,23 @@ class Driver:
 
     async def _commit_now(self, events: list[Event], listed: bool) -> None:
         state = self.state
+        held = self._held
+        if held is None and self._held_write is not None:
+            await self._held_write  # what a step of slow reads held is on its way: this commit follows it
         after = state.last_seq
         for event in events:
             state.apply(event)
+        self._controls.observe(state, events)
+        if held is not None:  # a step of reads under way: appended with its outcomes
+            held.extend(events)
+            self._held_listed = self._held_listed or listed
+            return
+        await self._write(after, events, listed)
+
+    async def _write(self, after: int, events: list[Event], listed: bool) -> None:
+        """Append events already folded into the state, after journal position ``after``; heed the signals."""
+        state = self.state
         controls = self._controls
-        controls.observe(state, events)
         row = None
         if state.status != self._row_status or listed:
             # The run row (for listings) is rewritten when the status changes, else at most every ROW_REFRESH_S.

@@ -167,28 +167,35 @@ async def test_a_crash_while_a_read_runs_journals_nothing_of_its_step_and_the_mo
     assert kinds.count("model_responded") == 2 and kinds.count("tool_call_started") == 1
 
 
-async def test_the_grace_calls_back_the_steps_still_holding_oldest_first_and_wakes_again_for_new_ones(
+async def test_the_grace_writes_the_steps_still_holding_after_a_period_and_stops_when_its_drivers_leave(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(read_grace, "READ_GRACE_S", 0.0)
     grace = read_grace.ReadGrace(asyncio.get_running_loop())
     written: list[str] = []
-    last = asyncio.Event()
+    wrote = asyncio.Event()
 
-    def write(name: str) -> Callable[[], None]:
-        def now() -> None:
-            written.append(name)
-            if name in ("c", "d"):
-                last.set()
+    class Driver:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.held_tick: int | None = None
 
-        return now
+        def write_held(self) -> None:
+            written.append(f"{self.name} at tick {grace.tick}")
+            wrote.set()
 
-    for name in "abc":
-        grace.hold(name, write(name))
-    grace.done("b")  # its reads ended in time
-    await asyncio.wait_for(last.wait(), timeout=10.0)
-    assert written == ["a", "c"]
-    last.clear()
-    grace.hold("d", write("d"))  # a step after the sweep: the timer is set again
-    await asyncio.wait_for(last.wait(), timeout=10.0)
-    assert written == ["a", "c", "d"]
+    slow, quick, idle = Driver("slow"), Driver("quick"), Driver("idle")
+    for driver in (slow, quick, idle):
+        grace.join(driver)
+    slow.held_tick = quick.held_tick = grace.tick  # two steps of reads begin; idle holds nothing
+    quick.held_tick = None  # its reads end in time
+    await asyncio.wait_for(wrote.wait(), timeout=10.0)
+    assert written == ["slow at tick 2"]  # the second tick after its step began: after a whole period
+    assert slow.held_tick is None
+    for driver in (slow, quick, idle):
+        grace.leave(driver)
+    pending = grace._timer
+    assert pending is not None
+    pending.cancel()
+    grace._sweep()  # the tick after the last driver left
+    assert grace._timer is None  # the clock stops

@@ -53,7 +53,7 @@ from agentkeel.engine.controls import Controls, DriveConfig
 from agentkeel.engine.lease_keeper import LeaseKeeper
 from agentkeel.engine.model_call import ModelFailure, call_model
 from agentkeel.engine.planning import Runnable, journalable, plan_calls, preview_calls
-from agentkeel.engine.read_grace import read_grace
+from agentkeel.engine.read_grace import ReadGrace, read_grace
 from agentkeel.engine.rollback import compensation_tool, rollback_event
 from agentkeel.engine.rollback import due as rollback_due
 from agentkeel.engine.tool_runner import OnRetry, ToolOutcome, finished_event, no_retries, result_text, run_tool
@@ -106,6 +106,8 @@ class Driver:
         self._held_after = 0  # the journal's length before them
         self._held_listed = False
         self._held_write: asyncio.Task[None] | None = None  # reads outlasted the grace: what was held, being written
+        self._grace: ReadGrace | None = None  # the event loop's, joined at the first step of reads
+        self.held_tick: int | None = None  # the grace's tick a step of reads began in (None: nothing held)
         self._row_status = ""  # the run row as last written: its status, and when
         self._row_written = 0.0
         if state.last_seq == 1:  # a new run: create_run has just written its row (a resume journals RunResumed first)
@@ -147,6 +149,8 @@ class Driver:
                     return self.state
         finally:
             self._keeper.drop(self.state.run_id)
+            if self._grace is not None:
+                self._grace.leave(self)
             live = current_live()
             if live is not None:
                 live.forget(self._store, self.state.run_id)
@@ -245,12 +249,15 @@ class Driver:
         """Reads only: the response, the intents and the outcomes in one append (see the module's docstring)."""
         self._held, self._held_after, self._held_listed = [], self.state.last_seq, False
         await self._commit(events, listed=False)
-        grace = read_grace()
-        grace.hold(self, self._write_held_now)
+        grace = self._grace
+        if grace is None:
+            grace = self._grace = read_grace()
+            grace.join(self)
+        self.held_tick = grace.tick
         try:
             await self._execute(runnable)
         finally:
-            grace.done(self)
+            self.held_tick = None
             held, self._held = self._held, None
             writing, self._held_write = self._held_write, None
             if writing is not None:  # (awaited even when the reads failed: a write is never left behind)
@@ -258,7 +265,7 @@ class Driver:
         if held:
             await self._write(self._held_after, held, self._held_listed)
 
-    def _write_held_now(self) -> None:
+    def write_held(self) -> None:
         """The reads outlast the grace: what is held is written now (later commits wait for it)."""
         held, self._held = self._held, None
         if held:

@@ -5,12 +5,14 @@ read journals nothing of its step, and the resumed run asks the model again."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 
-from agentkeel import Agent, Store, ToolContext, call, calls, reply, tool
+from agentkeel import Agent, MemoryStore, ScriptedModel, Store, ToolContext, call, calls, reply, tool
 from agentkeel.core.events import Event
 from agentkeel.engine import read_grace
 from agentkeel.stores.base import RunRow, Signals
@@ -171,7 +173,7 @@ async def test_the_grace_writes_the_steps_still_holding_after_a_period_and_stops
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(read_grace, "READ_GRACE_S", 0.0)
-    grace = read_grace.ReadGrace(asyncio.get_running_loop())
+    grace = read_grace.ReadGrace()
     written: list[str] = []
     wrote = asyncio.Event()
 
@@ -192,10 +194,27 @@ async def test_the_grace_writes_the_steps_still_holding_after_a_period_and_stops
     await asyncio.wait_for(wrote.wait(), timeout=10.0)
     assert written == ["slow at tick 2"]  # the second tick after its step began: after a whole period
     assert slow.held_tick is None
-    for driver in (slow, quick, idle):
-        grace.leave(driver)
-    pending = grace._timer
-    assert pending is not None
-    pending.cancel()
-    grace._sweep()  # the tick after the last driver left
-    assert grace._timer is None  # the clock stops
+    grace.leave(slow)
+    grace.leave(quick)
+    assert grace._timer is not None  # idle's drive goes on: the clock runs
+    grace.leave(idle)
+    assert grace._timer is None  # the clock stops with the last driver
+
+
+def test_an_event_loop_that_ran_steps_of_reads_is_freed_once_it_is_gone() -> None:
+    @tool
+    async def lookup(order_id: str) -> str:
+        return "shipped"
+
+    agent = Agent(
+        name="t", model=ScriptedModel([call("lookup", order_id="#1"), reply("ok")]), tools=[lookup], store=MemoryStore()
+    )
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(agent.run("Where is #1?")).status == "completed"
+    finally:
+        loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None  # the loop's ReadGrace holds no reference back to it

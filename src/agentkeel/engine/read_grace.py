@@ -31,8 +31,8 @@ class Holder(Protocol):
 class ReadGrace:
     """The drivers of one event loop that hold steps of reads, and the clock that has a slow step written."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
+        # (no reference to the loop: the loop keys this object in a weak dict, which a reference back would defeat)
         self._holders: set[Holder] = set()
         self._timer: asyncio.TimerHandle | None = None
         self.tick = 0
@@ -42,11 +42,14 @@ class ReadGrace:
         """``holder`` may hold steps from now on (until ``leave``): the clock runs."""
         self._holders.add(holder)
         if self._timer is None:
-            self._timer = self._loop.call_later(READ_GRACE_S, self._sweep)
+            self._timer = asyncio.get_running_loop().call_later(READ_GRACE_S, self._sweep)
 
     def leave(self, holder: Holder) -> None:
-        """``holder`` holds no more steps (its drive is over)."""
+        """``holder`` holds no more steps (its drive is over); the clock stops with the last one."""
         self._holders.discard(holder)
+        if not self._holders and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None  # (nor through the timer: a handle refers to its loop)
 
     def _sweep(self) -> None:
         self.tick += 1
@@ -56,7 +59,7 @@ class ReadGrace:
             if began is not None and began <= due:
                 holder.held_tick = None
                 holder.write_held()
-        self._timer = self._loop.call_later(READ_GRACE_S, self._sweep) if self._holders else None
+        self._timer = asyncio.get_running_loop().call_later(READ_GRACE_S, self._sweep) if self._holders else None
 
 
 _graces: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadGrace] = weakref.WeakKeyDictionary()
@@ -67,5 +70,5 @@ def read_grace() -> ReadGrace:
     loop = asyncio.get_running_loop()
     grace = _graces.get(loop)
     if grace is None:
-        grace = _graces[loop] = ReadGrace(loop)
+        grace = _graces[loop] = ReadGrace()
     return grace

@@ -1,4 +1,4 @@
-"""How long a step of reads may hold its events (``driver.py``): one clock per event loop for all of its runs.
+"""How long a step of reads may hold its events (``run_journal.py``): one clock per event loop for all its runs.
 
 A step of reads folds its response and intents into the run's state and appends them with the outcomes, in one
 commit. A step still holding them after ``READ_GRACE_S`` has them written at once. The clock ticks every
@@ -29,7 +29,8 @@ class Holder(Protocol):
 
 
 class ReadGrace:
-    """The drivers of one event loop that hold steps of reads, and the clock that has a slow step written."""
+    """The runs of one event loop that hold steps of reads (their journals), and the clock that has a slow step
+    written."""
 
     def __init__(self) -> None:
         # (no reference to the loop: the loop keys this object in a weak dict, which a reference back would defeat)

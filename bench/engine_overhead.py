@@ -51,9 +51,7 @@ def lookup_tool(kind: str, *, write: bool = False) -> Tool:
     """The trivial tool, ``async``, ``sync`` (in a worker thread) or ``inline`` (sync, on the event loop), named
     ``lookup_order`` whichever it is; ``write=True`` declares it a write (idempotent), journaled like one."""
     fn = _lookup_order_async if kind == "async" else _lookup_order_sync
-    if write:
-        return tool(name="lookup_order", inline=kind == "inline", effect="write", idempotent=True)(fn)
-    return tool(name="lookup_order", inline=kind == "inline")(fn)
+    return tool(name="lookup_order", inline=kind == "inline", effect="write" if write else "read", idempotent=True)(fn)
 
 
 def tool_calling_script(steps: int) -> ScriptedModel:

@@ -221,7 +221,7 @@ class Driver:
             plan=state.plan if state.mode == "apply" else (),
             plan_done=state.plan_done,
         )
-        if runnable and all(r.valid.tool.effect == "read" and r.valid.tool.subagent is None for r in runnable):
+        if runnable and _reads_only(runnable):
             await self._reads_step(events, runnable)
             return
         await self._commit(events, listed=not runnable)
@@ -231,8 +231,7 @@ class Driver:
     async def _reads_step(self, events: list[Event], runnable: list[Runnable]) -> None:
         """Reads only: the response, the intents and the outcomes in one append (see the module's docstring)."""
         journal = self._journal
-        journal.hold()
-        await self._commit(events, listed=False)
+        journal.hold(events)
         try:
             await self._execute(runnable)
         except BaseException:
@@ -470,3 +469,12 @@ class Driver:
         if self.state.timeout_s is None:
             return None
         return max(0.0, self.state.timeout_s - self._driven_s())
+
+
+def _reads_only(runnable: list[Runnable]) -> bool:
+    """Whether every call is a read that delegates to no subagent: the step commits once."""
+    for r in runnable:
+        tool = r.valid.tool
+        if tool.effect != "read" or tool.subagent is not None:
+            return False
+    return True

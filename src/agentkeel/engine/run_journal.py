@@ -65,19 +65,24 @@ class RunJournal:
             await self._commit_now(events, listed)
 
     async def _commit_now(self, events: list[Event], listed: bool) -> None:
-        state = self._state
         held = self._held
         if held is None and self._held_write is not None:
             await self._held_write  # what a step of slow reads held is on its way: this commit follows it
-        after = state.last_seq
-        for event in events:
-            state.apply(event)
-        self._controls.observe(state, events)
+        after = self._fold(events)
         if held is not None:  # a step of reads under way: appended with its outcomes
             held.extend(events)
             self._held_listed = self._held_listed or listed
             return
         await self._write(after, events, listed)
+
+    def _fold(self, events: list[Event]) -> int:
+        """Fold the events into the state; returns the journal's length before them."""
+        state = self._state
+        after = state.last_seq
+        for event in events:
+            state.apply(event)
+        self._controls.observe(state, events)
+        return after
 
     async def _write(self, after: int, events: list[Event], listed: bool) -> None:
         """Append events already folded into the state, after journal position ``after``; heed the signals."""
@@ -103,9 +108,11 @@ class RunJournal:
 
     # -- a step of reads ------------------------------------------------------------------------------------
 
-    def hold(self) -> None:
-        """A step of reads begins: commits are folded and held from now on, until ``settle``."""
-        self._held, self._held_after, self._held_listed = [], self._state.last_seq, False
+    def hold(self, events: list[Event]) -> None:
+        """A step of reads begins with ``events`` (its response and intents): they and the commits that follow are
+        folded and held, until ``settle``. ``events`` becomes the journal's: the caller lets go of it."""
+        self._held_after, self._held_listed = self._fold(events), False
+        self._held = events
         grace = self._grace
         if grace is None:
             grace = self._grace = read_grace()
